@@ -43,7 +43,7 @@ use crate::address::RpcAddress;
 use crate::endpoint_ref::EndpointRef;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, HandlerResult, RpcError};
-use crate::transport::connection::Connection;
+use crate::transport::connection::{Connection, ReplyError, WireReply};
 use crate::transport::envelope;
 
 /// A message type an endpoint can receive: serializable so it can cross the network.
@@ -260,6 +260,8 @@ pub(crate) type LocalReplyResult = Result<Box<dyn LocalReply>, CallFailure>;
 
 pub(crate) enum ReplySink {
     Local(tokio::sync::oneshot::Sender<LocalReplyResult>),
+    /// A local asker whose ref is typed differently: the reply travels encoded.
+    Encoded(tokio::sync::oneshot::Sender<WireReply>),
     Remote {
         connection: Arc<Connection>,
         request_id: u64,
@@ -283,6 +285,9 @@ impl ReplySlot {
         match sink {
             ReplySink::Local(tx) => {
                 let _ = tx.send(Err(failure));
+            }
+            ReplySink::Encoded(tx) => {
+                let _ = tx.send(Err(ReplyError::Failure(failure)));
             }
             ReplySink::Remote {
                 connection,
@@ -312,10 +317,26 @@ impl std::fmt::Debug for RpcCallContext {
 }
 
 impl RpcCallContext {
-    pub(crate) fn local(endpoint: &str, tx: tokio::sync::oneshot::Sender<LocalReplyResult>) -> Self {
+    pub(crate) fn local(
+        endpoint: &str,
+        tx: tokio::sync::oneshot::Sender<LocalReplyResult>,
+    ) -> Self {
         Self {
             slot: Arc::new(ReplySlot {
                 sink: Mutex::new(Some(ReplySink::Local(tx))),
+                endpoint: endpoint.to_owned(),
+            }),
+            sender: None,
+        }
+    }
+
+    pub(crate) fn local_encoded(
+        endpoint: &str,
+        tx: tokio::sync::oneshot::Sender<WireReply>,
+    ) -> Self {
+        Self {
+            slot: Arc::new(ReplySlot {
+                sink: Mutex::new(Some(ReplySink::Encoded(tx))),
                 endpoint: endpoint.to_owned(),
             }),
             sender: None,
@@ -353,6 +374,16 @@ impl RpcCallContext {
             ReplySink::Local(tx) => {
                 let _ = tx.send(Ok(Box::new(value)));
             }
+            ReplySink::Encoded(tx) => {
+                let reply = postcard::to_allocvec(&value)
+                    .map(bytes::Bytes::from)
+                    .map_err(|e| {
+                        ReplyError::Failure(CallFailure::HandlerFailed {
+                            message: format!("the reply could not be encoded: {e}"),
+                        })
+                    });
+                let _ = tx.send(reply);
+            }
             ReplySink::Remote {
                 connection,
                 request_id,
@@ -388,7 +419,10 @@ impl RpcCallContext {
 impl Drop for RpcCallContext {
     fn drop(&mut self) {
         // While unwinding, the endpoint loop answers with the panic message instead.
-        if !std::thread::panicking()
+        // While the endpoint loop holds the slot (the handler is still running), the loop
+        // answers instead: with the handler's error, its panic, or `NoReply`.
+        if Arc::strong_count(&self.slot) == 1
+            && !std::thread::panicking()
             && self.slot.sink.lock().map(|s| s.is_some()).unwrap_or(false)
         {
             debug!(endpoint = %self.slot.endpoint, "request dropped without a reply");

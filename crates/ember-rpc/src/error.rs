@@ -78,9 +78,7 @@ pub enum RpcError {
         failure: CallFailure,
     },
     /// An encoded message exceeds `ember.rpc.message.maxSize`.
-    #[error(
-        "message of {size} bytes exceeds the limit of {max} bytes (ember.rpc.message.maxSize)"
-    )]
+    #[error("message of {size} bytes exceeds the limit of {max} bytes (ember.rpc.message.maxSize)")]
     MessageTooLarge {
         /// Encoded size.
         size: usize,
@@ -117,6 +115,12 @@ pub enum RpcError {
     /// An endpoint name is already taken in this RpcEnv.
     #[error("an endpoint named {endpoint:?} is already registered")]
     DuplicateEndpoint {
+        /// The name.
+        endpoint: String,
+    },
+    /// An endpoint name is empty or longer than 255 bytes.
+    #[error("invalid endpoint name {endpoint:?}: names must be 1 to 255 bytes")]
+    InvalidName {
         /// The name.
         endpoint: String,
     },

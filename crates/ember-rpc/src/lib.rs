@@ -1,11 +1,29 @@
 //! Ember's RPC framework.
 //!
 //! The Rust counterpart of Spark's `NettyRpcEnv`: an [`RpcEnv`] hosts named endpoints, each an
-//! actor that handles typed messages one at a time; [`EndpointRef`]s send to them (`send`, one
-//! way) or ask them (`ask`, request and reply with a timeout), in the same process or across TCP.
+//! actor that handles typed messages one at a time ([`RpcEndpoint`]); [`EndpointRef`]s send to
+//! them one way or ask them for a reply with a timeout, in the same process or across TCP.
+//!
+//! | piece | Spark | here |
+//! |---|---|---|
+//! | environment | `NettyRpcEnv` | [`env`] |
+//! | endpoint, call context | `RpcEndpoint`, `RpcCallContext` | [`endpoint`] |
+//! | refs | `NettyRpcEndpointRef` | [`endpoint_ref`] |
+//! | dispatcher, inbox | `Dispatcher`, `Inbox`, `MessageLoop` | `dispatcher` |
+//! | frames, connections, outbox, server, auth | `TransportFrameDecoder`, `TransportClient`, `Outbox`, `TransportServer`, `AuthEngine` | [`transport`] |
 
 pub mod address;
+mod dispatcher;
+pub mod endpoint;
+pub mod endpoint_ref;
+pub mod env;
 pub mod error;
+pub mod transport;
 
 pub use address::{AddressError, RpcAddress};
+pub use dispatcher::inbox::panic_message;
+pub use endpoint::{EndpointContext, RpcCallContext, RpcEndpoint, RpcMessage, TimerHandle};
+pub use endpoint_ref::{EndpointRef, SendError};
+pub use env::{ASK_TIMEOUT_KEY, RpcEnv, RpcEnvConfig};
 pub use error::{CallFailure, HandlerResult, RpcError};
+pub use transport::handshake::{PROTOCOL_VERSION, Secret};

@@ -1,0 +1,251 @@
+//! The dispatcher: the endpoints of an RpcEnv by name, and the routing of messages to their
+//! inboxes.
+//!
+//! Spark counterpart: `Dispatcher` (its `endpoints` map and `postMessage`). Where Spark shares a
+//! thread pool among inboxes, each Ember endpoint runs its own task (see [`inbox`]); the
+//! guarantees are the same: one message at a time, in arrival order.
+
+pub(crate) mod inbox;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::address::RpcAddress;
+use crate::endpoint::{RpcCallContext, RpcMessage};
+use crate::env::RpcEnv;
+use crate::error::{CallFailure, RpcError};
+
+pub(crate) use inbox::InboxItem;
+
+/// The sending side of an endpoint's inbox.
+pub(crate) type Inbox<M> = mpsc::UnboundedSender<InboxItem<M>>;
+
+/// A connection event, delivered to every endpoint.
+#[derive(Debug, Clone)]
+pub(crate) enum PeerEvent {
+    Connected(RpcAddress),
+    Disconnected(RpcAddress),
+    NetworkError(RpcAddress, RpcError),
+}
+
+/// The type-erased face of one registered endpoint.
+pub(crate) trait EndpointEntry: Send + Sync {
+    /// Decodes a message that arrived from the network and queues it.
+    fn post_remote(
+        &self,
+        env: &RpcEnv,
+        payload: &[u8],
+        call: Option<RpcCallContext>,
+    ) -> Result<(), (CallFailure, Option<RpcCallContext>)>;
+    fn post_event(&self, event: PeerEvent);
+    fn post_stop(&self);
+    /// The typed sender, for refs in this process (`mpsc::UnboundedSender<InboxItem<M>>`).
+    fn typed_sender(&self) -> &(dyn Any + Send + Sync);
+    /// Tells registrations under the same name apart.
+    fn id(&self) -> u64;
+}
+
+struct TypedEntry<M> {
+    id: u64,
+    tx: mpsc::UnboundedSender<InboxItem<M>>,
+}
+
+impl<M: RpcMessage> EndpointEntry for TypedEntry<M> {
+    fn post_remote(
+        &self,
+        env: &RpcEnv,
+        payload: &[u8],
+        call: Option<RpcCallContext>,
+    ) -> Result<(), (CallFailure, Option<RpcCallContext>)> {
+        let message: M = match env.decode(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                return Err((
+                    CallFailure::UndecodableRequest {
+                        reason: e.to_string(),
+                    },
+                    call,
+                ));
+            }
+        };
+        let item = match call {
+            Some(call) => InboxItem::Request(message, call),
+            None => InboxItem::OneWay(message),
+        };
+        self.tx.send(item).map_err(|e| {
+            let call = match e.0 {
+                InboxItem::Request(_, call) => Some(call),
+                _ => None,
+            };
+            (CallFailure::EndpointStopped, call)
+        })
+    }
+
+    fn post_event(&self, event: PeerEvent) {
+        let _ = self.tx.send(InboxItem::Event(event));
+    }
+
+    fn post_stop(&self) {
+        let _ = self.tx.send(InboxItem::Stop);
+    }
+
+    fn typed_sender(&self) -> &(dyn Any + Send + Sync) {
+        &self.tx
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// The endpoints of one RpcEnv.
+#[derive(Default)]
+pub(crate) struct Dispatcher {
+    endpoints: RwLock<HashMap<String, Arc<dyn EndpointEntry>>>,
+    /// Every endpoint started and not yet finished, including stopping ones.
+    running: std::sync::Mutex<Vec<CancellationToken>>,
+    closed: std::sync::atomic::AtomicBool,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// What registering an endpoint hands to its task.
+pub(crate) struct Registration<M> {
+    pub(crate) id: u64,
+    pub(crate) tx: mpsc::UnboundedSender<InboxItem<M>>,
+    pub(crate) rx: mpsc::UnboundedReceiver<InboxItem<M>>,
+    /// Cancelled by the task when the endpoint has finished `on_stop`.
+    pub(crate) stopped: CancellationToken,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .endpoints
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("Dispatcher")
+            .field("endpoints", &names)
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    /// Registers a new inbox under `name`.
+    pub(crate) fn register<M: RpcMessage>(&self, name: &str) -> Result<Registration<M>, RpcError> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(RpcError::EnvStopped);
+        }
+        let mut endpoints = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+        if endpoints.contains_key(name) {
+            return Err(RpcError::DuplicateEndpoint {
+                endpoint: name.to_owned(),
+            });
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stopped = CancellationToken::new();
+        endpoints.insert(name.to_owned(), Arc::new(TypedEntry { id, tx: tx.clone() }));
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|t| !t.is_cancelled());
+        running.push(stopped.clone());
+        Ok(Registration {
+            id,
+            tx,
+            rx,
+            stopped,
+        })
+    }
+
+    pub(crate) fn lookup(&self, name: &str) -> Option<Arc<dyn EndpointEntry>> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The typed sender of a local endpoint: `None` if there is no such endpoint, `Some(None)`
+    /// if it takes another message type.
+    pub(crate) fn typed_sender<M: RpcMessage>(&self, name: &str) -> Option<Option<Inbox<M>>> {
+        let entry = self.lookup(name)?;
+        Some(entry.typed_sender().downcast_ref::<Inbox<M>>().cloned())
+    }
+
+    /// Removes `name` so that no new message reaches it, and queues its stop.
+    pub(crate) fn stop(&self, name: &str) {
+        let entry = self
+            .endpoints
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        if let Some(entry) = entry {
+            entry.post_stop();
+        }
+    }
+
+    /// Removes `name` if it is still the registration `id` (it may have been stopped and
+    /// registered anew).
+    pub(crate) fn remove_finished(&self, name: &str, id: u64) {
+        let mut endpoints = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+        if endpoints.get(name).is_some_and(|e| e.id() == id) {
+            endpoints.remove(name);
+        }
+    }
+
+    pub(crate) fn post_remote(
+        &self,
+        env: &RpcEnv,
+        name: &str,
+        payload: &[u8],
+        call: Option<RpcCallContext>,
+    ) -> Result<(), (CallFailure, Option<RpcCallContext>)> {
+        match self.lookup(name) {
+            Some(entry) => entry.post_remote(env, payload, call),
+            None => Err((CallFailure::EndpointNotFound, call)),
+        }
+    }
+
+    pub(crate) fn broadcast(&self, event: PeerEvent) {
+        let entries: Vec<_> = self
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for entry in entries {
+            entry.post_event(event.clone());
+        }
+    }
+
+    /// Refuses new endpoints, stops every endpoint, and waits until all have run `on_stop`.
+    pub(crate) async fn stop_all(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        let names: Vec<String> = self
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            self.stop(&name);
+        }
+        let running: Vec<CancellationToken> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for token in running {
+            token.cancelled().await;
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! RpcEnvs talking to each other over loopback TCP, in one process and across two.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ember_rpc::{
+    CallFailure, EndpointContext, EndpointRef, HandlerResult, RpcAddress, RpcCallContext,
+    RpcEndpoint, RpcEnv, RpcEnvConfig, RpcError, Secret,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Msg {
+    Push(u64),
+    Echo(String),
+    Log,
+    Park,
+    Release(String),
+    Panic,
+    Fail,
+    Ignore,
+    Blob(Vec<u8>),
+    /// Reply to the carried ref with `Push(n)`.
+    CallBack(EndpointRef<Msg>, u64),
+}
+
+#[derive(Default)]
+struct Recorder {
+    log: Vec<u64>,
+    parked: Vec<RpcCallContext>,
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl RpcEndpoint for Recorder {
+    type Message = Msg;
+
+    async fn receive(&mut self, _ctx: &EndpointContext<Msg>, msg: Msg) -> HandlerResult {
+        match msg {
+            Msg::Push(n) => self.log.push(n),
+            Msg::CallBack(target, n) => {
+                target.send(Msg::Push(n))?;
+            }
+            Msg::Release(text) => {
+                for call in self.parked.drain(..) {
+                    call.reply(text.clone());
+                }
+            }
+            Msg::Panic => panic!("boom in receive"),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn receive_and_reply(
+        &mut self,
+        _ctx: &EndpointContext<Msg>,
+        msg: Msg,
+        reply: RpcCallContext,
+    ) -> HandlerResult {
+        match msg {
+            Msg::Echo(s) => reply.reply(s),
+            Msg::Log => reply.reply(self.log.clone()),
+            Msg::Park => self.parked.push(reply),
+            Msg::Panic => panic!("boom in receive_and_reply"),
+            Msg::Fail => return Err("the handler said no".into()),
+            Msg::Ignore => drop(reply),
+            Msg::Blob(b) => reply.reply(b.len()),
+            other => reply.send_error(&format!("unexpected {other:?}")),
+        }
+        Ok(())
+    }
+
+    async fn on_connected(&mut self, _ctx: &EndpointContext<Msg>, remote: RpcAddress) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("connected {remote}"));
+    }
+
+    async fn on_disconnected(&mut self, _ctx: &EndpointContext<Msg>, remote: RpcAddress) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("disconnected {remote}"));
+    }
+}
+
+fn config(name: &str) -> RpcEnvConfig {
+    RpcEnvConfig::new(name, "127.0.0.1", 0)
+}
+
+async fn env_with(config: RpcEnvConfig) -> RpcEnv {
+    RpcEnv::create(config).await.expect("RpcEnv starts")
+}
+
+async fn env() -> RpcEnv {
+    env_with(config("test")).await
+}
+
+/// An env with a `Recorder` named "rec"; returns the env, a ref to it and its event log.
+async fn recorder_env(config: RpcEnvConfig) -> (RpcEnv, Arc<Mutex<Vec<String>>>) {
+    let env = env_with(config).await;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    env.setup_endpoint(
+        "rec",
+        Recorder {
+            events: events.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    (env, events)
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_way_messages_arrive_in_order_and_ask_replies() {
+    let (server, _) = recorder_env(config("server")).await;
+    let client = env().await;
+    let r: EndpointRef<Msg> = client
+        .setup_endpoint_ref(server.address(), "rec")
+        .await
+        .unwrap();
+    for i in 0..10_000 {
+        r.send(Msg::Push(i)).unwrap();
+    }
+    let log: Vec<u64> = r.ask(Msg::Log).await.unwrap();
+    assert_eq!(log, (0..10_000).collect::<Vec<_>>());
+    let echo: String = r.ask(Msg::Echo("hi".into())).await.unwrap();
+    assert_eq!(echo, "hi");
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn local_refs_deliver_without_the_network_and_in_order() {
+    let (env, events) = recorder_env(config("local")).await;
+    let r: EndpointRef<Msg> = env.setup_endpoint_ref(env.address(), "rec").await.unwrap();
+    assert!(r.is_local());
+    for i in 0..1000 {
+        r.send(Msg::Push(i)).unwrap();
+    }
+    let log: Vec<u64> = r.ask(Msg::Log).await.unwrap();
+    assert_eq!(log.len(), 1000);
+    // Asking for a type other than the one replied re-encodes instead of failing.
+    let len: u64 = r.ask(Msg::Blob(vec![0; 7])).await.unwrap();
+    assert_eq!(len, 7);
+    assert!(events.lock().unwrap().is_empty(), "no connection was made");
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn ask_timeout_names_address_endpoint_and_key() {
+    let (server, _) = recorder_env(config("server")).await;
+    let client = env().await;
+    let r: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+    let err = r
+        .ask_with_timeout::<String>(
+            Msg::Park,
+            Duration::from_millis(100),
+            "ember.rpc.askTimeout",
+        )
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RpcError::AskTimeout { .. }), "{err:?}");
+    assert!(text.contains(&server.address().to_string()), "{text}");
+    assert!(
+        text.contains("\"rec\"") && text.contains("ember.rpc.askTimeout"),
+        "{text}"
+    );
+    assert!(err.is_retryable());
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reply_can_come_later_from_another_message() {
+    let (server, _) = recorder_env(config("server")).await;
+    let client = env().await;
+    let r: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+    let waiting = {
+        let r = r.clone();
+        tokio::spawn(async move { r.ask::<String>(Msg::Park).await })
+    };
+    // Release only once the request is parked (the log ask is ordered after it).
+    let _: Vec<u64> = r.ask(Msg::Log).await.unwrap();
+    r.send(Msg::Release("later".into())).unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), "later");
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_endpoints_are_reported_clearly() {
+    let (server, _) = recorder_env(config("server")).await;
+    let client = env().await;
+    let err = client
+        .setup_endpoint_ref::<Msg>(server.address(), "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RpcError::EndpointNotFound {
+            address: server.address().clone(),
+            endpoint: "nope".into()
+        }
+    );
+    let unverified: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "nope");
+    let err = unverified
+        .ask::<String>(Msg::Echo("x".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::EndpointNotFound { .. }), "{err:?}");
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn handler_errors_and_panics_reach_the_asker_and_the_endpoint_keeps_serving() {
+    let (server, _) = recorder_env(config("server")).await;
+    let client = env().await;
+    let r: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+    let err = r.ask::<String>(Msg::Panic).await.unwrap_err();
+    assert!(
+        matches!(&err, RpcError::Remote { failure: CallFailure::HandlerPanicked { message }, .. }
+            if message.contains("boom in receive_and_reply")),
+        "{err:?}"
+    );
+    let err = r.ask::<String>(Msg::Fail).await.unwrap_err();
+    assert!(err.to_string().contains("the handler said no"), "{err}");
+    let err = r.ask::<String>(Msg::Ignore).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RpcError::Remote {
+                failure: CallFailure::NoReply,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    r.send(Msg::Panic).unwrap();
+    let echo: String = r.ask(Msg::Echo("still here".into())).await.unwrap();
+    assert_eq!(echo, "still here");
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn refs_travel_inside_messages() {
+    let (a, _) = recorder_env(config("a")).await;
+    let (b, _) = recorder_env(config("b")).await;
+    let a_self: EndpointRef<Msg> = a.endpoint_ref(a.address().clone(), "rec");
+    let b_from_a: EndpointRef<Msg> = a.endpoint_ref(b.address().clone(), "rec");
+    b_from_a.send(Msg::CallBack(a_self.clone(), 42)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log: Vec<u64> = a_self.ask(Msg::Log).await.unwrap();
+        if log == vec![42] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "callback never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn endpoints_see_peers_connect_and_disconnect() {
+    let (server, events) = recorder_env(config("server")).await;
+    let client = env().await;
+    let client_addr = client.address().to_string();
+    let r: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+    let _: String = r.ask(Msg::Echo("x".into())).await.unwrap();
+    eventually("connected event", || {
+        events
+            .lock()
+            .unwrap()
+            .contains(&format!("connected {client_addr}"))
+    })
+    .await;
+    client.shutdown().await;
+    eventually("disconnected event", || {
+        events
+            .lock()
+            .unwrap()
+            .contains(&format!("disconnected {client_addr}"))
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnects_after_the_peer_restarts() {
+    let (server, _) = recorder_env(config("server")).await;
+    let port = server.address().port;
+    let client = env().await;
+    let r: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+    let _: String = r.ask(Msg::Echo("before".into())).await.unwrap();
+    server.shutdown().await;
+    let err = r.ask::<String>(Msg::Echo("down".into())).await.unwrap_err();
+    assert!(err.is_connection_error(), "{err:?}");
+    let mut cfg = config("server");
+    cfg.port = port;
+    let (server2, _) = recorder_env(cfg).await;
+    let echo: String = r.ask(Msg::Echo("after".into())).await.unwrap();
+    assert_eq!(echo, "after");
+    client.shutdown().await;
+    server2.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connect_failure_fails_queued_asks_at_once() {
+    // Bind and drop a listener to get a port that is very likely closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = env().await;
+    let r: EndpointRef<Msg> = client.endpoint_ref(RpcAddress::new("127.0.0.1", port), "rec");
+    let started = Instant::now();
+    let err = r.ask::<String>(Msg::Echo("x".into())).await.unwrap_err();
+    assert!(matches!(err, RpcError::ConnectFailed { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failed at once, not at the timeout"
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn authentication_succeeds_with_the_same_secret() {
+    let mut s = config("server");
+    s.secret = Some(Secret::new("correct horse"));
+    let (server, _) = recorder_env(s).await;
+    let mut c = config("client");
+    c.secret = Some(Secret::new("correct horse"));
+    let client = env_with(c).await;
+    let r: EndpointRef<Msg> = client
+        .setup_endpoint_ref(server.address(), "rec")
+        .await
+        .unwrap();
+    let echo: String = r.ask(Msg::Echo("authed".into())).await.unwrap();
+    assert_eq!(echo, "authed");
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn authentication_refuses_missing_and_wrong_secrets() {
+    let mut s = config("server");
+    s.secret = Some(Secret::new("correct horse"));
+    let (server, _) = recorder_env(s).await;
+    for secret in [None, Some("battery staple")] {
+        let mut c = config("client");
+        c.secret = secret.map(Secret::new);
+        let client = env_with(c).await;
+        let r: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+        r.send(Msg::Push(1)).unwrap();
+        let err = r.ask::<String>(Msg::Echo("x".into())).await.unwrap_err();
+        assert!(
+            matches!(err, RpcError::Authentication { .. }),
+            "{secret:?}: {err:?}"
+        );
+        assert!(!err.to_string().contains("correct horse"));
+        client.shutdown().await;
+    }
+    // Nothing from the refused peers reached the endpoint.
+    let mut c = config("client");
+    c.secret = Some(Secret::new("correct horse"));
+    let good = env_with(c).await;
+    let r: EndpointRef<Msg> = good.endpoint_ref(server.address().clone(), "rec");
+    let log: Vec<u64> = r.ask(Msg::Log).await.unwrap();
+    assert!(log.is_empty());
+    good.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused_on_write_and_on_read() {
+    let mut small = config("small");
+    small.max_message_size = 1024;
+    let (server, _) = recorder_env(small.clone()).await;
+    // On write: the sender's own limit.
+    let limited = env_with(small).await;
+    let r: EndpointRef<Msg> = limited.endpoint_ref(server.address().clone(), "rec");
+    let err = r.send(Msg::Blob(vec![0; 4096])).unwrap_err();
+    assert!(
+        matches!(err.error, RpcError::MessageTooLarge { max: 1024, .. }),
+        "{err:?}"
+    );
+    assert!(err.message.is_some(), "the message is handed back");
+    // On read: a peer with a larger limit sends too much; only that connection closes.
+    let big = env().await;
+    let r: EndpointRef<Msg> = big.endpoint_ref(server.address().clone(), "rec");
+    let err = r.ask::<u64>(Msg::Blob(vec![0; 4096])).await.unwrap_err();
+    assert!(matches!(err, RpcError::ConnectionLost { .. }), "{err:?}");
+    let r2: EndpointRef<Msg> = limited.endpoint_ref(server.address().clone(), "rec");
+    let echo: String = r2.ask(Msg::Echo("fine".into())).await.unwrap();
+    assert_eq!(echo, "fine");
+    big.shutdown().await;
+    limited.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_runs_on_stop_and_refuses_later_work() {
+    struct Stopper(Arc<Mutex<bool>>);
+    impl RpcEndpoint for Stopper {
+        type Message = Msg;
+        async fn receive(&mut self, _: &EndpointContext<Msg>, _: Msg) -> HandlerResult {
+            Ok(())
+        }
+        async fn on_stop(&mut self, _: &EndpointContext<Msg>) {
+            *self.0.lock().unwrap() = true;
+        }
+    }
+    let env = env().await;
+    let stopped = Arc::new(Mutex::new(false));
+    let r = env
+        .setup_endpoint("s", Stopper(stopped.clone()))
+        .await
+        .unwrap();
+    let dup = env
+        .setup_endpoint("s", Stopper(stopped.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, RpcError::DuplicateEndpoint { .. }));
+    env.shutdown().await;
+    assert!(*stopped.lock().unwrap());
+    assert!(matches!(
+        r.send(Msg::Push(1)).unwrap_err().error,
+        RpcError::EnvStopped
+    ));
+    env.await_termination().await;
+}
+
+#[tokio::test]
+async fn a_failing_on_start_is_reported_by_setup_endpoint() {
+    struct Broken;
+    impl RpcEndpoint for Broken {
+        type Message = Msg;
+        async fn on_start(&mut self, _: &EndpointContext<Msg>) -> HandlerResult {
+            Err("cannot create work dir /nope".into())
+        }
+        async fn receive(&mut self, _: &EndpointContext<Msg>, _: Msg) -> HandlerResult {
+            Ok(())
+        }
+    }
+    let env = env().await;
+    let err = env.setup_endpoint("b", Broken).await.unwrap_err();
+    assert!(err.to_string().contains("/nope"), "{err}");
+    // The name is free again.
+    env.setup_endpoint("b", Recorder::default()).await.unwrap();
+    env.shutdown().await;
+}
+
+// ---- Across two processes -------------------------------------------------------------------
+
+const CHILD_ENV: &str = "EMBER_RPC_TEST_CHILD";
+
+/// Runs in a child process (see `kills_of_the_peer_fail_pending_asks_at_once`); a no-op otherwise.
+#[tokio::test]
+async fn child_process_server() {
+    if std::env::var(CHILD_ENV).is_err() {
+        return;
+    }
+    let (env, _) = recorder_env(config("child")).await;
+    println!("PORT={}", env.address().port);
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    // Serve until the parent kills us or closes stdin.
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut s = String::new();
+        let _ = std::io::stdin().read_line(&mut s);
+    })
+    .await;
+}
+
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child() -> (KillOnDrop, u16) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process_server",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("re-run the test binary");
+    let stdout = child.stdout.take().unwrap();
+    let guard = KillOnDrop(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let port = loop {
+        let line = lines.next().expect("child printed its port").unwrap();
+        // libtest prints "test name ... " before the test's own output on the same line.
+        if let Some((_, p)) = line.split_once("PORT=") {
+            break p.trim().parse().unwrap();
+        }
+    };
+    (guard, port)
+}
+
+#[tokio::test]
+async fn two_processes_talk_and_a_killed_peer_fails_pending_asks_at_once() {
+    let (mut child, port) = spawn_child();
+    let client = env().await;
+    let r: EndpointRef<Msg> = client
+        .setup_endpoint_ref(&RpcAddress::new("127.0.0.1", port), "rec")
+        .await
+        .unwrap();
+    for i in 0..1000 {
+        r.send(Msg::Push(i)).unwrap();
+    }
+    let log: Vec<u64> = r.ask(Msg::Log).await.unwrap();
+    assert_eq!(log, (0..1000).collect::<Vec<_>>());
+
+    let parked = {
+        let r = r.clone();
+        tokio::spawn(async move {
+            r.ask_with_timeout::<String>(Msg::Park, Duration::from_secs(120), "test")
+                .await
+        })
+    };
+    let _: Vec<u64> = r.ask(Msg::Log).await.unwrap();
+    let killed_at = Instant::now();
+    child.0.kill().unwrap();
+    let err = parked.await.unwrap().unwrap_err();
+    assert!(matches!(err, RpcError::ConnectionLost { .. }), "{err:?}");
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(30),
+        "failed at once"
+    );
+    client.shutdown().await;
+}
