@@ -5,7 +5,9 @@
 //! way) or ask them (`ask`, request and reply with a timeout), in the same process or across TCP.
 
 pub mod address;
+pub mod conf;
 pub mod error;
 
 pub use address::{AddressError, RpcAddress};
+pub use conf::{ByteSize, ByteUnit, ConfError, ConfigEnum, ConfigValue, TimeUnit};
 pub use error::{CallFailure, HandlerResult, RpcError};
