@@ -9,5 +9,8 @@ pub mod conf;
 pub mod error;
 
 pub use address::{AddressError, RpcAddress};
-pub use conf::{ByteSize, ByteUnit, ConfError, ConfigEnum, ConfigValue, TimeUnit};
+pub use conf::{
+    ByteSize, ByteUnit, ConfError, ConfLoader, ConfigEntry, ConfigEntryDoc, ConfigEnum,
+    ConfigValue, EmberConf, TimeUnit,
+};
 pub use error::{CallFailure, HandlerResult, RpcError};
