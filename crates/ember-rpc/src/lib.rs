@@ -6,6 +6,7 @@
 //!
 //! | piece | Spark | here |
 //! |---|---|---|
+//! | configuration | `SparkConf`, `ConfigEntry` | [`conf`] |
 //! | environment | `NettyRpcEnv` | [`env`] |
 //! | endpoint, call context | `RpcEndpoint`, `RpcCallContext` | [`endpoint`] |
 //! | refs | `NettyRpcEndpointRef` | [`endpoint_ref`] |
@@ -13,6 +14,7 @@
 //! | frames, connections, outbox, server, auth | `TransportFrameDecoder`, `TransportClient`, `Outbox`, `TransportServer`, `AuthEngine` | [`transport`] |
 
 pub mod address;
+pub mod conf;
 mod dispatcher;
 pub mod endpoint;
 pub mod endpoint_ref;
@@ -21,6 +23,10 @@ pub mod error;
 pub mod transport;
 
 pub use address::{AddressError, RpcAddress};
+pub use conf::{
+    ByteSize, ByteUnit, ConfError, ConfLoader, ConfigEntry, ConfigEntryDoc, ConfigEnum,
+    ConfigValue, EmberConf, TimeUnit,
+};
 pub use dispatcher::inbox::panic_message;
 pub use endpoint::{EndpointContext, RpcCallContext, RpcEndpoint, RpcMessage, TimerHandle};
 pub use endpoint_ref::{EndpointRef, SendError};
