@@ -18,6 +18,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::address::RpcAddress;
+use crate::conf::{
+    ByteSize, ByteUnit, ConfError, ConfigEntry, ConfigEntryDoc, EmberConf, TimeUnit,
+};
 use crate::dispatcher::inbox::EndpointTask;
 use crate::dispatcher::{Dispatcher, PeerEvent};
 use crate::endpoint::{EndpointContext, RpcCallContext, RpcEndpoint, RpcMessage};
@@ -31,6 +34,54 @@ use crate::transport::server;
 
 /// The key of the default ask timeout, named in timeout errors.
 pub const ASK_TIMEOUT_KEY: &str = "ember.rpc.askTimeout";
+
+/// `ember.rpc.message.maxSize`: the largest message sent or accepted.
+pub const MESSAGE_MAX_SIZE: ConfigEntry<ByteSize> = ConfigEntry::bytes(
+    "ember.rpc.message.maxSize",
+    Some("128m"),
+    ByteUnit::MiB,
+    "Largest RPC message (frame) an RpcEnv sends or accepts; a bare number is in MiB. A larger \
+     incoming frame closes its connection; a larger outgoing one fails the send.",
+);
+/// `ember.rpc.askTimeout`: how long an ask waits for its reply by default.
+pub const ASK_TIMEOUT: ConfigEntry<Duration> = ConfigEntry::duration(
+    ASK_TIMEOUT_KEY,
+    Some("120s"),
+    TimeUnit::Seconds,
+    "How long an ask waits for its reply unless the caller sets a timeout.",
+);
+/// `ember.rpc.connect.timeout`: how long connecting and the handshake may take.
+pub const CONNECT_TIMEOUT: ConfigEntry<Duration> = ConfigEntry::duration(
+    "ember.rpc.connect.timeout",
+    Some("10s"),
+    TimeUnit::Seconds,
+    "How long opening a connection plus its handshake may take, on either side.",
+);
+/// `ember.authenticate`: whether RPC connections must prove the shared secret.
+pub const AUTHENTICATE: ConfigEntry<bool> = ConfigEntry::new(
+    "ember.authenticate",
+    Some("false"),
+    "Require every RPC connection to prove knowledge of ember.authenticate.secret (HMAC \
+     challenge-response in both directions).",
+);
+/// `ember.authenticate.secret`: the shared secret.
+pub const AUTHENTICATE_SECRET: ConfigEntry<String> = ConfigEntry::new(
+    "ember.authenticate.secret",
+    None,
+    "The shared secret used when ember.authenticate is on. Never logged.",
+)
+.with_env("EMBER_AUTHENTICATE_SECRET");
+
+/// The keys this crate reads.
+pub fn config_entries() -> Vec<ConfigEntryDoc> {
+    vec![
+        MESSAGE_MAX_SIZE.describe(),
+        ASK_TIMEOUT.describe(),
+        CONNECT_TIMEOUT.describe(),
+        AUTHENTICATE.describe(),
+        AUTHENTICATE_SECRET.describe(),
+    ]
+}
 
 /// How an RpcEnv is set up.
 #[derive(Debug, Clone)]
@@ -66,6 +117,32 @@ impl RpcEnvConfig {
             connect_timeout: Duration::from_secs(10),
             secret: None,
         }
+    }
+
+    /// A configuration with the RPC settings of `conf`. Fails on a malformed value, and when
+    /// `ember.authenticate` is on without a secret.
+    pub fn from_conf(
+        system_name: impl Into<String>,
+        bind_host: impl Into<String>,
+        port: u16,
+        conf: &EmberConf,
+    ) -> Result<Self, ConfError> {
+        let mut config = Self::new(system_name, bind_host, port);
+        config.max_message_size = usize::try_from(conf.get(&MESSAGE_MAX_SIZE)?.as_bytes())
+            .unwrap_or(usize::MAX)
+            .min(u32::MAX as usize);
+        config.ask_timeout = conf.get(&ASK_TIMEOUT)?;
+        config.connect_timeout = conf.get(&CONNECT_TIMEOUT)?;
+        if conf.get(&AUTHENTICATE)? {
+            let secret = conf
+                .get_opt(&AUTHENTICATE_SECRET)?
+                .filter(|s| !s.is_empty())
+                .ok_or(ConfError::Missing {
+                    key: AUTHENTICATE_SECRET.key().to_owned(),
+                })?;
+            config.secret = Some(Secret::new(secret));
+        }
+        Ok(config)
     }
 }
 
@@ -404,4 +481,33 @@ fn check_name(name: &str) -> Result<(), RpcError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_valid() {
+        crate::conf::assert_entries_valid(&config_entries());
+    }
+
+    #[test]
+    fn from_conf_reads_the_rpc_keys() {
+        let mut conf = EmberConf::new();
+        conf.set("ember.rpc.message.maxSize", "1")
+            .set("ember.rpc.askTimeout", "3")
+            .set("ember.authenticate", "true")
+            .set("ember.authenticate.secret", "s");
+        let c = RpcEnvConfig::from_conf("t", "127.0.0.1", 0, &conf).unwrap();
+        assert_eq!(c.max_message_size, 1024 * 1024);
+        assert_eq!(c.ask_timeout, Duration::from_secs(3));
+        assert!(c.secret.is_some());
+        conf.remove("ember.authenticate.secret");
+        let err = RpcEnvConfig::from_conf("t", "127.0.0.1", 0, &conf).unwrap_err();
+        assert!(
+            err.to_string().contains("ember.authenticate.secret"),
+            "{err}"
+        );
+    }
 }
