@@ -85,6 +85,34 @@ impl RpcAddress {
     }
 }
 
+/// Parses an endpoint URL `ember://Name@host:port` (the form [`EndpointRef`]s print) into the
+/// address and the endpoint name.
+///
+/// [`EndpointRef`]: crate::EndpointRef
+pub fn parse_endpoint_url(url: &str) -> Result<(RpcAddress, String), AddressError> {
+    let rest = url
+        .strip_prefix(URL_SCHEME)
+        .and_then(|r| r.strip_prefix("://"))
+        .ok_or_else(|| AddressError::new(url, "must start with ember://"))?;
+    let (name, host_port) = rest.split_once('@').ok_or_else(|| {
+        AddressError::new(
+            url,
+            "lacks the endpoint name: expected ember://Name@host:port",
+        )
+    })?;
+    if name.is_empty() || name.len() > 255 {
+        return Err(AddressError::new(
+            url,
+            "has an empty or over-long endpoint name",
+        ));
+    }
+    let address = host_port
+        .trim_end_matches('/')
+        .parse::<RpcAddress>()
+        .map_err(|e| AddressError::new(url, e.reason))?;
+    Ok((address, name.to_owned()))
+}
+
 impl From<SocketAddr> for RpcAddress {
     fn from(addr: SocketAddr) -> Self {
         Self::new(addr.ip().to_string(), addr.port())
@@ -171,6 +199,17 @@ mod tests {
         let v6: RpcAddress = "[::1]:80".parse().unwrap();
         assert_eq!(v6.host, "::1");
         assert_eq!(v6.to_string(), "[::1]:80");
+    }
+
+    #[test]
+    fn parses_endpoint_urls() {
+        let (a, n) = parse_endpoint_url("ember://CoarseGrainedScheduler@10.0.0.2:4040").unwrap();
+        assert_eq!(
+            (a, n.as_str()),
+            (RpcAddress::new("10.0.0.2", 4040), "CoarseGrainedScheduler")
+        );
+        assert!(parse_endpoint_url("ember://10.0.0.2:4040").is_err());
+        assert!(parse_endpoint_url("ember://@h:1").is_err());
     }
 
     #[test]

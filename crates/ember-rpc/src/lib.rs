@@ -22,7 +22,7 @@ pub mod env;
 pub mod error;
 pub mod transport;
 
-pub use address::{AddressError, RpcAddress};
+pub use address::{AddressError, RpcAddress, parse_endpoint_url};
 pub use conf::{
     ByteSize, ByteUnit, ConfError, ConfLoader, ConfigEntry, ConfigEntryDoc, ConfigEnum,
     ConfigValue, EmberConf, TimeUnit,
