@@ -1,0 +1,237 @@
+//! RPC benchmark: ask round trips, one-way throughput and the memory of idle connections,
+//! between two processes over loopback.
+//!
+//! ```text
+//! cargo run --release -p ember-rpc --example rpc_bench            # everything
+//! cargo run --release -p ember-rpc --example rpc_bench -- ask     # one part: ask | oneway | idle
+//! ```
+//!
+//! The server runs in a child process (this same binary with `--serve`), so the client's work
+//! and the server's memory are measured apart.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ember_rpc::{
+    EndpointContext, EndpointRef, HandlerResult, RpcAddress, RpcCallContext, RpcEndpoint, RpcEnv,
+    RpcEnvConfig,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Bench {
+    /// One-way payload; counted.
+    Blob(Vec<u8>),
+    /// Ask → the same number.
+    Ping(u64),
+    /// Ask → how many blobs arrived.
+    Count,
+}
+
+#[derive(Default)]
+struct Sink {
+    blobs: u64,
+}
+
+impl RpcEndpoint for Sink {
+    type Message = Bench;
+
+    async fn receive(&mut self, _: &EndpointContext<Bench>, msg: Bench) -> HandlerResult {
+        if let Bench::Blob(_) = msg {
+            self.blobs += 1;
+        }
+        Ok(())
+    }
+
+    async fn receive_and_reply(
+        &mut self,
+        _: &EndpointContext<Bench>,
+        msg: Bench,
+        reply: RpcCallContext,
+    ) -> HandlerResult {
+        match msg {
+            Bench::Ping(n) => reply.reply(n),
+            Bench::Count => reply.reply(self.blobs),
+            Bench::Blob(_) => reply.reply(0u64),
+        }
+        Ok(())
+    }
+}
+
+fn config(name: &str) -> RpcEnvConfig {
+    RpcEnvConfig::new(name, "127.0.0.1", 0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+struct Server {
+    child: Child,
+    address: RpcAddress,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server() -> Server {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the server process");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = lines
+        .next()
+        .expect("server prints its port")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    Server {
+        child,
+        address: RpcAddress::new("127.0.0.1", port),
+    }
+}
+
+async fn serve() {
+    let env = RpcEnv::create(config("bench-server")).await.unwrap();
+    env.setup_endpoint("sink", Sink::default()).await.unwrap();
+    println!("{}", env.address().port);
+    // Serve until the parent closes stdin (or kills us).
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut s = String::new();
+        let _ = std::io::stdin().read_line(&mut s);
+    })
+    .await;
+}
+
+async fn bench_ask(server: &RpcAddress) {
+    let env = RpcEnv::create(config("bench-client")).await.unwrap();
+    let sink: EndpointRef<Bench> = env.setup_endpoint_ref(server, "sink").await.unwrap();
+    for i in 0..5_000 {
+        let _: u64 = sink.ask(Bench::Ping(i)).await.unwrap();
+    }
+    let n = 50_000;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let t = Instant::now();
+        let back: u64 = sink.ask(Bench::Ping(i)).await.unwrap();
+        samples.push(t.elapsed());
+        assert_eq!(back, i);
+    }
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "ask round trip ({n} asks, 1 sender): p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
+        pct(0.50).as_secs_f64() * 1e6,
+        pct(0.99).as_secs_f64() * 1e6,
+        pct(0.999).as_secs_f64() * 1e6
+    );
+    env.shutdown().await;
+}
+
+async fn bench_oneway(server: &RpcAddress, senders: usize, total: u64) {
+    // Payload sized so that the encoded message is 64 bytes: tag (1) + length (1) + 62.
+    let payload = vec![7u8; 62];
+    assert_eq!(postcard::to_allocvec(&Bench::Blob(payload.clone())).unwrap().len(), 64);
+    let mut envs = Vec::new();
+    let mut refs = Vec::new();
+    for i in 0..senders {
+        let env = RpcEnv::create(config(&format!("bench-sender-{i}"))).await.unwrap();
+        let r: EndpointRef<Bench> = env.setup_endpoint_ref(server, "sink").await.unwrap();
+        refs.push(r);
+        envs.push(env);
+    }
+    let before: u64 = refs[0].ask(Bench::Count).await.unwrap();
+    let per_sender = total / senders as u64;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for r in refs.clone() {
+        let payload = payload.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_sender {
+                r.send(Bench::Blob(payload.clone())).unwrap();
+            }
+            // Everything this sender sent is handled before its Count is answered.
+            let _: u64 = r
+                .ask_with_timeout(Bench::Count, Duration::from_secs(300), "bench")
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let after: u64 = refs[0].ask(Bench::Count).await.unwrap();
+    assert_eq!(after - before, per_sender * senders as u64);
+    println!(
+        "one-way 64-byte messages, {senders} sender(s): {} messages in {:.3} s = {:.0} messages/s",
+        per_sender * senders as u64,
+        elapsed.as_secs_f64(),
+        (per_sender * senders as u64) as f64 / elapsed.as_secs_f64()
+    );
+    for env in envs {
+        env.shutdown().await;
+    }
+}
+
+async fn bench_idle(server: &Server, connections: usize) {
+    let pid = server.child.id();
+    let before = rss_kib(pid);
+    let mut envs = Vec::new();
+    for i in 0..connections {
+        let env = RpcEnv::create(config(&format!("idle-{i}"))).await.unwrap();
+        let r: EndpointRef<Bench> = env.endpoint_ref(server.address.clone(), "sink");
+        let _: u64 = r.ask(Bench::Ping(1)).await.unwrap();
+        envs.push(env);
+    }
+    // Let the server settle, then measure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid);
+    println!(
+        "idle connections: server RSS {before} KiB before, {after} KiB with {connections} connections = {:.1} KiB per connection",
+        (after.saturating_sub(before)) as f64 / connections as f64
+    );
+    for env in envs {
+        env.shutdown().await;
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if args.first().map(String::as_str) == Some("--serve") {
+        rt.block_on(serve());
+        return;
+    }
+    let which = args.first().cloned().unwrap_or_else(|| "all".into());
+    let server = spawn_server();
+    rt.block_on(async {
+        if which == "all" || which == "ask" {
+            bench_ask(&server.address).await;
+        }
+        if which == "all" || which == "oneway" {
+            bench_oneway(&server.address, 1, 2_000_000).await;
+            bench_oneway(&server.address, 4, 2_000_000).await;
+        }
+        if which == "all" || which == "idle" {
+            bench_idle(&server, 1000).await;
+        }
+    });
+}
