@@ -370,6 +370,17 @@ async fn drivers_run_in_their_directory_and_report_their_final_state() {
         "{stdout}"
     );
     assert!(read(&s.work().join("driver-1").join("stderr")).starts_with("Launch Command: "));
+    // Its log is on the worker UI.
+    let (status, page) = http_get(
+        s.worker().web_ui_url(),
+        "/log/?driverId=driver-1&logType=stdout",
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("args ember://Worker@127.0.0.1:{port} 512")),
+        "{page}"
+    );
 
     // A long-running supervised driver, killed.
     let mut sleeping = driver(true);

@@ -10,27 +10,30 @@
 //! once. `on_stop` kills every executor and driver and waits for them.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use ember_rpc::{
     EndpointContext, EndpointRef, HandlerResult, RpcAddress, RpcCallContext, RpcEndpoint,
     TimerHandle,
 };
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::app_cache::{AppCache, CACHE_DIR_NAME};
+use super::bookkeeping::{
+    DriverEntry, ExecutorEntry, create_dir, create_private_dir, safe_component, trim,
+};
 use super::command::{RunnerContext, RunnerHandle};
 use super::config::WorkerConfig;
 use super::driver_runner::{self, DriverLaunch};
 use super::executor_runner::{self, ExecutorLaunch};
+use super::lifecycle::{Armed, ExitSignal, now};
 use super::process::ProcessLauncher;
 use super::state::{Effect, Event, ExitReason, Registration, RetrySchedule, registration_fuzz};
 use super::sync::{self, SyncJob};
-use crate::description::{ApplicationDescription, DriverDescription, ExecutorDescription};
+use crate::description::{ApplicationDescription, DriverDescription};
 use crate::error::DeployError;
 use crate::ids::{AppId, DriverId, ExecutorId, WorkerId};
 use crate::messages::{
@@ -38,128 +41,6 @@ use crate::messages::{
     WorkerInternal, WorkerMessage, WorkerStateResponse, WorkerToMaster,
 };
 use crate::state::{DriverState, ExecutorState};
-
-/// How a worker that stops by itself tells its owner why. Shared by the endpoint and the
-/// [`WorkerHandle`](super::WorkerHandle).
-#[derive(Debug, Default)]
-pub(crate) struct ExitSignal {
-    token: CancellationToken,
-    error: Mutex<Option<DeployError>>,
-}
-
-impl ExitSignal {
-    /// Records the first fatal error and wakes the waiters.
-    pub(crate) fn fail(&self, error: DeployError) {
-        let mut slot = self.error.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(error);
-        }
-        drop(slot);
-        self.token.cancel();
-    }
-
-    pub(crate) fn take(&self) -> Option<DeployError> {
-        self.error.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    pub(crate) async fn wait(&self) {
-        self.token.cancelled().await;
-    }
-}
-
-/// A timer the endpoint armed for a deadline of the registration machine.
-#[derive(Debug, Default)]
-struct Armed {
-    at: Option<Instant>,
-    handle: Option<TimerHandle>,
-}
-
-impl Armed {
-    fn arm(
-        &mut self,
-        ctx: &EndpointContext<WorkerMessage>,
-        deadline: Option<Instant>,
-        make: fn() -> WorkerInternal,
-    ) {
-        if self.at == deadline && (deadline.is_none() || self.handle.is_some()) {
-            return;
-        }
-        self.handle = None;
-        self.at = deadline;
-        if let Some(at) = deadline {
-            let delay = at.saturating_duration_since(now());
-            self.handle = Some(ctx.schedule_once(delay, WorkerMessage::Internal(make())));
-        }
-    }
-
-    /// The timer fired: the next `arm` must schedule again even for the same deadline.
-    fn fired(&mut self) {
-        self.handle = None;
-    }
-}
-
-/// The time the registration machine sees (tokio's clock, so paused-time tests work).
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-#[derive(Debug)]
-struct ExecutorEntry {
-    app_id: AppId,
-    exec_id: ExecutorId,
-    cores: u32,
-    memory_mb: u32,
-    app_desc: ApplicationDescription,
-    state: ExecutorState,
-    exit_status: Option<i32>,
-    dir: PathBuf,
-    handle: RunnerHandle,
-}
-
-impl ExecutorEntry {
-    fn summary(&self) -> ExecutorRunnerSummary {
-        ExecutorRunnerSummary {
-            app_id: self.app_id.clone(),
-            exec_id: self.exec_id,
-            cores: self.cores,
-            memory_mb: self.memory_mb,
-            state: self.state,
-            app_desc: self.app_desc.clone(),
-            exit_status: self.exit_status,
-            work_dir: self.dir.display().to_string(),
-        }
-    }
-
-    fn description(&self) -> ExecutorDescription {
-        ExecutorDescription {
-            app_id: self.app_id.clone(),
-            exec_id: self.exec_id,
-            cores: self.cores,
-            memory_mb: self.memory_mb,
-            state: self.state,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct DriverEntry {
-    driver_id: DriverId,
-    desc: DriverDescription,
-    dir: PathBuf,
-    handle: RunnerHandle,
-}
-
-impl DriverEntry {
-    fn summary(&self, state: DriverState, exception: Option<String>) -> DriverRunnerSummary {
-        DriverRunnerSummary {
-            driver_id: self.driver_id.clone(),
-            desc: self.desc.clone(),
-            state,
-            exception,
-            work_dir: self.dir.display().to_string(),
-        }
-    }
-}
 
 /// The Worker endpoint.
 pub(crate) struct WorkerEndpoint {
@@ -906,78 +787,5 @@ impl RpcEndpoint for WorkerEndpoint {
             warn!("some executors or drivers did not stop in time");
         }
         self.sync = None;
-    }
-}
-
-/// Drops the oldest tenth (at least one) once `list` holds more than `retained` (Spark's trim of
-/// finished executors and drivers).
-fn trim<T>(list: &mut VecDeque<T>, retained: usize) {
-    if list.len() > retained {
-        let drop = (list.len() / 10).max(1).min(list.len());
-        list.drain(..drop);
-    }
-}
-
-/// Ids become directory names: refuse the ones that would leave the work dir.
-fn safe_component(id: &str) -> Result<(), DeployError> {
-    let ok = !id.is_empty()
-        && id != "."
-        && id != ".."
-        && id != CACHE_DIR_NAME
-        && !id.contains(['/', '\\', '\0']);
-    if ok {
-        Ok(())
-    } else {
-        Err(DeployError::Directory {
-            path: PathBuf::from(id),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "an id used as a directory name must be one plain path component",
-            ),
-        })
-    }
-}
-
-fn create_dir(dir: &Path) -> Result<(), DeployError> {
-    std::fs::create_dir_all(dir).map_err(|source| DeployError::Directory {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), DeployError> {
-    use std::os::unix::fs::PermissionsExt;
-    create_dir(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
-        DeployError::Directory {
-            path: dir.to_path_buf(),
-            source,
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finished_lists_drop_the_oldest_tenth() {
-        let mut list: VecDeque<u32> = (0..21).collect();
-        trim(&mut list, 20);
-        assert_eq!(list.front(), Some(&2));
-        assert_eq!(list.len(), 19);
-        let mut small: VecDeque<u32> = (0..3).collect();
-        trim(&mut small, 2);
-        assert_eq!(small, VecDeque::from(vec![1, 2]));
-        trim(&mut small, 2);
-        assert_eq!(small.len(), 2);
-    }
-
-    #[test]
-    fn ids_must_be_plain_path_components() {
-        for bad in ["", ".", "..", "../x", "a/b", "app-binaries"] {
-            assert!(safe_component(bad).is_err(), "{bad:?}");
-        }
-        assert!(safe_component("app-20260101000000-0000").is_ok());
     }
 }

@@ -39,12 +39,14 @@
 //! plus the command's own variables.
 
 pub mod app_cache;
+mod bookkeeping;
 pub mod cleanup;
 pub mod command;
 pub mod config;
 pub mod driver_runner;
 mod endpoint;
 pub mod executor_runner;
+mod lifecycle;
 pub mod process;
 pub mod state;
 mod sync;
@@ -63,7 +65,8 @@ pub use process::{InMemoryLauncher, OsProcessLauncher, ProcessLauncher};
 use crate::error::DeployError;
 use crate::ids::WorkerId;
 use crate::messages::{WORKER_ENDPOINT, WorkerMessage, WorkerStateResponse};
-use endpoint::{ExitSignal, WorkerEndpoint};
+use endpoint::WorkerEndpoint;
+use lifecycle::ExitSignal;
 
 /// The name of the worker's RpcEnv (for logs).
 pub const SYSTEM_NAME: &str = "ember-worker";
