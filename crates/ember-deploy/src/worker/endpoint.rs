@@ -18,7 +18,7 @@ use ember_rpc::{
     EndpointContext, EndpointRef, HandlerResult, RpcAddress, RpcCallContext, RpcEndpoint,
     TimerHandle,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::app_cache::{AppCache, CACHE_DIR_NAME};
@@ -32,7 +32,7 @@ use super::executor_runner::{self, ExecutorLaunch};
 use super::lifecycle::{Armed, ExitSignal, now};
 use super::process::ProcessLauncher;
 use super::state::{Effect, Event, ExitReason, Registration, RetrySchedule, registration_fuzz};
-use super::sync::{self, SyncJob};
+use super::sync::{self, SyncJob, SyncTargets};
 use crate::description::{ApplicationDescription, DriverDescription};
 use crate::error::DeployError;
 use crate::ids::{AppId, DriverId, ExecutorId, WorkerId};
@@ -56,6 +56,8 @@ pub(crate) struct WorkerEndpoint {
     cleanup_timer: Option<TimerHandle>,
     runner_ctx: Option<RunnerContext>,
     sync: Option<mpsc::UnboundedSender<SyncJob>>,
+    /// The active master, for the state-sync task.
+    master_tx: watch::Sender<Option<EndpointRef<MasterMessage>>>,
     executors: BTreeMap<(AppId, ExecutorId), ExecutorEntry>,
     finished_executors: VecDeque<ExecutorRunnerSummary>,
     drivers: BTreeMap<DriverId, DriverEntry>,
@@ -101,6 +103,7 @@ impl WorkerEndpoint {
             cleanup_timer: None,
             runner_ctx: None,
             sync: None,
+            master_tx: watch::Sender::new(None),
             executors: BTreeMap::new(),
             finished_executors: VecDeque::new(),
             drivers: BTreeMap::new(),
@@ -121,6 +124,14 @@ impl WorkerEndpoint {
         for effect in effects {
             self.perform(ctx, effect);
         }
+        let master = self.active_master_ref();
+        self.master_tx.send_if_modified(|current| {
+            let changed = *current != master;
+            if changed {
+                *current = master;
+            }
+            changed
+        });
         self.retry_timer
             .arm(ctx, self.registration.retry_deadline(), || {
                 WorkerInternal::ReregisterWithMaster
@@ -521,12 +532,12 @@ impl WorkerEndpoint {
         message: Option<String>,
         exit_status: Option<i32>,
     ) {
-        let (Some(master), Some(sync)) = (self.active_master_ref(), &self.sync) else {
+        if self.active_master_ref().is_none() {
             warn!(%app_id, %exec_id, %state, "no master to report an executor state change to");
             return;
-        };
+        }
+        let Some(sync) = &self.sync else { return };
         let _ = sync.send(SyncJob {
-            master,
             app_id,
             exec_id,
             state,
@@ -700,7 +711,10 @@ impl RpcEndpoint for WorkerEndpoint {
         self.sync = Some(tx);
         ctx.spawn(sync::run(
             rx,
-            ctx.self_ref().clone(),
+            SyncTargets {
+                master: self.master_tx.subscribe(),
+                worker: ctx.self_ref().clone(),
+            },
             self.config.executor_state_sync_max_attempts,
             ctx.env().config().ask_timeout,
             ctx.env().shutdown_token(),

@@ -62,6 +62,10 @@ pub struct Shared {
     pub seen: Mutex<Vec<Seen>>,
     pub answer: Mutex<Option<Answer>>,
     pub worker: Mutex<Option<EndpointRef<WorkerMessage>>>,
+    /// How many of the next ExecutorStateChanged asks to fail.
+    pub fail_state_asks: Mutex<u32>,
+    /// How many were failed.
+    pub failed_state_asks: Mutex<u32>,
 }
 
 struct FakeMasterEndpoint {
@@ -154,6 +158,14 @@ impl RpcEndpoint for FakeMasterEndpoint {
                 message,
                 exit_status,
             }) => {
+                {
+                    let mut to_fail = self.shared.fail_state_asks.lock().unwrap();
+                    if *to_fail > 0 {
+                        *to_fail -= 1;
+                        *self.shared.failed_state_asks.lock().unwrap() += 1;
+                        return Err("the fake master refuses this state change".into());
+                    }
+                }
                 self.shared.seen.lock().unwrap().push(Seen::Executor {
                     app_id,
                     exec_id,
