@@ -9,7 +9,9 @@
 //! |---|---|
 //! | [`config`] | `WorkerArguments`, `spark.worker.*` |
 //! | [`state`] (pure) | registration, retry schedule, heartbeats of `Worker.scala` |
-//! | `endpoint` | `Worker` (the endpoint) |
+//! | `endpoint` (+ `bookkeeping`, `lifecycle`, `sync`) | `Worker` (the endpoint), `syncExecutorStateWithMaster` |
+//! | [`cleanup`] | `WorkDirCleanup` |
+//! | [`command`] | `CommandUtils`, placeholder substitution |
 //! | [`executor_runner`], [`driver_runner`] | `ExecutorRunner`, `DriverRunner` |
 //! | [`process`] | `ProcessBuilder`, `Utils.terminateProcess` |
 //! | [`app_cache`] | the jar fetch of `Utils.fetchFile` |
