@@ -8,13 +8,17 @@
 //! |---|---|
 //! | [`messages`] | `DeployMessages`, `MasterMessages` |
 //! | [`ids`], [`state`], [`description`] | ids, `*State` enums, `*Description` |
+//! | [`worker`] | `deploy.worker` (`Worker`, `ExecutorRunner`, `DriverRunner`, `WorkerWebUI`) |
+//! | [`file_server`] | `RpcEnvFileServer` (serves the application binary by digest) |
 
 pub mod config;
 pub mod description;
 pub mod error;
+pub mod file_server;
 pub mod ids;
 pub mod messages;
 pub mod state;
 pub mod web;
+pub mod worker;
 
 pub use error::DeployError;

@@ -395,6 +395,20 @@ pub enum WorkerInternal {
         /// The error.
         exception: Option<String>,
     },
+    /// The master never acknowledged an executor state change: the worker must exit (Spark's
+    /// `syncExecutorStateWithMaster` gives up with `System.exit(1)`).
+    ExecutorStateSyncFailed {
+        /// The application.
+        app_id: AppId,
+        /// The executor.
+        exec_id: ExecutorId,
+        /// The state that was being reported.
+        state: ExecutorState,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        error: ember_rpc::RpcError,
+    },
 }
 
 /// AppClient-internal messages.

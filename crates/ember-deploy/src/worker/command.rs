@@ -1,0 +1,259 @@
+//! What executor and driver runners share: placeholder substitution, the process spec built from
+//! a [`Command`], the stderr header, and the handle the endpoint keeps for each runner.
+//!
+//! Spark counterpart: `CommandUtils.buildProcessBuilder` and the `substituteVariables` functions
+//! of `ExecutorRunner` and `DriverRunner`. Spark replaces an argument only when it is exactly a
+//! placeholder; Ember replaces placeholders anywhere inside arguments and environment values, so
+//! `--executor-id={{EXECUTOR_ID}}` works too.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::app_cache::AppCache;
+use super::process::{ProcessLauncher, ProcessSpec};
+use crate::description::{Command, placeholder};
+use crate::messages::WorkerInternal;
+
+/// Where runners send their state changes (the worker endpoint, or a test).
+pub type Reporter = Arc<dyn Fn(WorkerInternal) + Send + Sync>;
+
+/// What every runner of one worker needs.
+#[derive(Clone)]
+pub struct RunnerContext {
+    /// Receives the runners' state changes.
+    pub report: Reporter,
+    /// The binary cache.
+    pub cache: Arc<AppCache>,
+    /// Starts the processes.
+    pub launcher: Arc<dyn ProcessLauncher>,
+    /// The worker's host (`{{HOSTNAME}}`).
+    pub host: String,
+    /// The worker endpoint's URL, `ember://Worker@host:port` (`{{WORKER_URL}}`).
+    pub worker_url: String,
+    /// The worker's web UI, for the log URLs given to children.
+    pub web_ui_url: String,
+}
+
+impl fmt::Debug for RunnerContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunnerContext")
+            .field("cache", &self.cache.dir())
+            .field("launcher", &self.launcher)
+            .field("host", &self.host)
+            .field("worker_url", &self.worker_url)
+            .field("web_ui_url", &self.web_ui_url)
+            .finish()
+    }
+}
+
+/// The endpoint's handle on a running runner: kill it, wait for it to finish.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerHandle {
+    kill: CancellationToken,
+    done: CancellationToken,
+}
+
+impl RunnerHandle {
+    /// A handle for a runner not yet started.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the runner to kill its process (SIGTERM, then SIGKILL after the grace period).
+    pub fn kill(&self) {
+        self.kill.cancel();
+    }
+
+    /// Whether a kill was asked for.
+    pub fn is_killed(&self) -> bool {
+        self.kill.is_cancelled()
+    }
+
+    /// Waits until the runner has finished (its process is gone and its final state reported).
+    pub async fn finished(&self) {
+        self.done.cancelled().await;
+    }
+
+    /// Whether the runner has finished.
+    pub fn is_finished(&self) -> bool {
+        self.done.is_cancelled()
+    }
+
+    pub(crate) fn kill_token(&self) -> CancellationToken {
+        self.kill.clone()
+    }
+
+    /// Marks the runner finished when dropped (also when its task panics).
+    pub(crate) fn done_guard(&self) -> tokio_util::sync::DropGuard {
+        self.done.clone().drop_guard()
+    }
+}
+
+/// Placeholder values for one process.
+#[derive(Debug, Clone, Default)]
+pub struct Substitutions {
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl Substitutions {
+    /// The values for an executor.
+    pub fn executor(
+        exec_id: &str,
+        host: &str,
+        cores: u32,
+        memory_mb: u32,
+        app_id: &str,
+        worker_url: &str,
+    ) -> Self {
+        Substitutions {
+            pairs: vec![
+                (placeholder::EXECUTOR_ID, exec_id.to_owned()),
+                (placeholder::HOSTNAME, host.to_owned()),
+                (placeholder::CORES, cores.to_string()),
+                (placeholder::MEMORY_MB, memory_mb.to_string()),
+                (placeholder::APP_ID, app_id.to_owned()),
+                (placeholder::WORKER_URL, worker_url.to_owned()),
+            ],
+        }
+    }
+
+    /// The values for a driver: its host, cores, memory and the worker URL.
+    pub fn driver(host: &str, cores: u32, memory_mb: u32, worker_url: &str) -> Self {
+        Substitutions {
+            pairs: vec![
+                (placeholder::HOSTNAME, host.to_owned()),
+                (placeholder::CORES, cores.to_string()),
+                (placeholder::MEMORY_MB, memory_mb.to_string()),
+                (placeholder::WORKER_URL, worker_url.to_owned()),
+            ],
+        }
+    }
+
+    /// `text` with every placeholder replaced.
+    pub fn apply(&self, text: &str) -> String {
+        if !text.contains("{{") {
+            return text.to_owned();
+        }
+        self.pairs
+            .iter()
+            .fold(text.to_owned(), |acc, (key, value)| acc.replace(key, value))
+    }
+}
+
+/// The process for `command`, run from `dir` with its output in `dir/stdout` and `dir/stderr`.
+/// `extra_env` comes after the command's own environment (and so wins).
+pub fn process_spec(
+    command: &Command,
+    binary: &Path,
+    subs: &Substitutions,
+    extra_env: Vec<(String, String)>,
+    dir: &Path,
+) -> ProcessSpec {
+    let mut env: Vec<(String, String)> = command
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), subs.apply(v)))
+        .collect();
+    env.extend(extra_env);
+    ProcessSpec {
+        program: binary.to_path_buf(),
+        arg0: Some(command.binary.name.clone()),
+        args: command.arguments.iter().map(|a| subs.apply(a)).collect(),
+        env,
+        cwd: dir.to_path_buf(),
+        stdout: dir.join("stdout"),
+        stderr: dir.join("stderr"),
+    }
+}
+
+/// The command line, each word quoted: `"/path/bin" "--cores" "2"`.
+pub fn format_command(spec: &ProcessSpec) -> String {
+    std::iter::once(spec.program.display().to_string())
+        .chain(spec.args.iter().cloned())
+        .map(|word| format!("{word:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Appends the header naming the command to the stderr file, before the process writes to it.
+pub fn write_header(spec: &ProcessSpec, title: &str) -> Result<(), crate::DeployError> {
+    let text = format!("{title}: {}\n{}\n\n", format_command(spec), "=".repeat(40));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.stderr)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|source| crate::DeployError::Io {
+            action: "write",
+            path: spec.stderr.clone(),
+            source,
+        })
+}
+
+/// `<web ui>/logPage/?<query>&logType=` — append `stdout` or `stderr`.
+pub fn log_url_base(web_ui_url: &str, query: &str) -> String {
+    format!("{web_ui_url}/logPage/?{query}&logType=")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::description::{AppBinary, BinaryLocation};
+
+    #[test]
+    fn placeholders_are_replaced_in_arguments_and_environment() {
+        let subs = Substitutions::executor("3", "h1", 2, 512, "app-1", "ember://Worker@h1:9");
+        let command = Command {
+            binary: AppBinary {
+                name: "pi".into(),
+                digest: String::new(),
+                size: 0,
+                location: BinaryLocation::LocalPath("/x".into()),
+            },
+            arguments: vec![
+                "--executor-id".into(),
+                "{{EXECUTOR_ID}}".into(),
+                "--worker={{WORKER_URL}}".into(),
+                "{{CORES}}/{{MEMORY_MB}}/{{APP_ID}}/{{HOSTNAME}}/{{UNKNOWN}}".into(),
+            ],
+            environment: vec![("ROLE".into(), "executor-{{EXECUTOR_ID}}".into())],
+        };
+        let spec = process_spec(
+            &command,
+            Path::new("/cache/abc"),
+            &subs,
+            vec![("EXTRA".into(), "1".into())],
+            Path::new("/work/app-1/3"),
+        );
+        assert_eq!(
+            spec.args,
+            vec![
+                "--executor-id",
+                "3",
+                "--worker=ember://Worker@h1:9",
+                "2/512/app-1/h1/{{UNKNOWN}}"
+            ]
+        );
+        assert_eq!(
+            spec.env,
+            vec![
+                ("ROLE".to_owned(), "executor-3".to_owned()),
+                ("EXTRA".to_owned(), "1".to_owned())
+            ]
+        );
+        assert_eq!(spec.arg0.as_deref(), Some("pi"));
+        assert_eq!(spec.stdout, Path::new("/work/app-1/3/stdout"));
+        assert_eq!(
+            format_command(&spec),
+            "\"/cache/abc\" \"--executor-id\" \"3\" \"--worker=ember://Worker@h1:9\" \
+             \"2/512/app-1/h1/{{UNKNOWN}}\""
+        );
+        // A driver has no executor or application id to substitute.
+        let d = Substitutions::driver("h1", 1, 1024, "w");
+        assert_eq!(d.apply("{{APP_ID}} {{CORES}}"), "{{APP_ID}} 1");
+    }
+}
