@@ -8,11 +8,13 @@
 //! |---|---|
 //! | [`messages`] | `DeployMessages`, `MasterMessages` |
 //! | [`ids`], [`state`], [`description`] | ids, `*State` enums, `*Description` |
+//! | [`master`] | `deploy.master`: the Master daemon |
 
 pub mod config;
 pub mod description;
 pub mod error;
 pub mod ids;
+pub mod master;
 pub mod messages;
 pub mod state;
 pub mod web;
