@@ -24,7 +24,7 @@ pub trait LeaderElectable: Send + Sync + fmt::Debug {
 }
 
 /// Campaigns for one master's leadership until stopped.
-pub trait LeaderElectionAgent: Send + fmt::Debug {
+pub trait LeaderElectionAgent: Send + Sync + fmt::Debug {
     /// Stops campaigning (and gives leadership up, where that means something).
     fn stop(&mut self);
 }

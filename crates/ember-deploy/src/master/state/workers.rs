@@ -90,6 +90,17 @@ impl Master {
             );
             return;
         }
+        if let Some(problem) = registration_problem(&reg) {
+            warn!(worker_id = %reg.id, address = %reg.address, problem, "refusing a malformed registration");
+            self.send_worker_at(
+                &reg.id,
+                &reg.address,
+                ToWorker::Message(MasterToWorkerPlain::RegisterWorkerFailed {
+                    message: format!("Invalid registration: {problem}"),
+                }),
+            );
+            return;
+        }
         if let Some(&slot) = self.id_to_worker.get(&reg.id) {
             let existing = &self.workers[&slot];
             let same_worker =
@@ -499,6 +510,20 @@ impl Master {
         }
         self.check_recovery_done();
         self.finish()
+    }
+}
+
+/// What makes a registration unusable (Spark asserts a valid host and a port > 0 when the
+/// message is built; a peer here could send anything).
+fn registration_problem(reg: &WorkerRegistration) -> Option<&'static str> {
+    if reg.id.as_str().trim().is_empty() || reg.id.as_str().chars().any(char::is_control) {
+        Some("the worker id is empty or has control characters")
+    } else if reg.host.trim().is_empty() {
+        Some("the host is empty")
+    } else if reg.port == 0 {
+        Some("the port is 0")
+    } else {
+        None
     }
 }
 

@@ -372,3 +372,35 @@ fn worker_timeout_rounds_with_saturating_time() {
     add_worker(&mut m, "w1", 1, 4, 1024, 5);
     assert!(m.check_worker_timeouts(10).is_empty());
 }
+
+#[test]
+fn malformed_registrations_are_refused() {
+    let mut m = alive();
+    for r in [
+        WorkerRegistration {
+            id: "".into(),
+            ..reg("x", 1, 1, 1)
+        },
+        WorkerRegistration {
+            id: "a\nb".into(),
+            ..reg("x", 1, 1, 1)
+        },
+        WorkerRegistration {
+            host: " ".into(),
+            ..reg("x", 1, 1, 1)
+        },
+        WorkerRegistration {
+            port: 0,
+            ..reg("x", 1, 1, 1)
+        },
+    ] {
+        let effects = m.register_worker(r, T0);
+        assert!(
+            matches!(reply_to(&effects).1,
+            ToWorker::Message(MasterToWorkerPlain::RegisterWorkerFailed { message })
+                if message.starts_with("Invalid registration")),
+            "{effects:?}"
+        );
+    }
+    assert_eq!(m.workers().count(), 0);
+}
