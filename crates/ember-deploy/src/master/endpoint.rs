@@ -490,10 +490,8 @@ impl MasterEndpoint {
 
     /// Drops refs to addresses no worker entry or application has any more.
     fn prune_refs(&mut self) {
-        if self.worker_refs.len() > self.state.workers().count() {
-            let known: HashSet<&RpcAddress> = self.state.workers().map(|w| &w.address).collect();
-            self.worker_refs.retain(|a, _| known.contains(a));
-        }
+        let known: HashSet<&RpcAddress> = self.state.workers().map(|w| &w.address).collect();
+        self.worker_refs.retain(|a, _| known.contains(a));
         let state = &self.state;
         self.app_refs.retain(|a, _| state.knows_app_address(a));
     }
