@@ -302,6 +302,23 @@ async fn http_get(base: &str, path: &str) -> (u16, String) {
     (status, body.to_owned())
 }
 
+/// A minimal HTTP/1.1 POST without a body: (status, Location header).
+async fn http_post(base: &str, path: &str) -> (u16, Option<String>) {
+    let host_port = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host_port).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let location = response
+        .lines()
+        .find_map(|l| l.strip_prefix("location: ").map(str::to_owned));
+    (status, location)
+}
+
 async fn http_json(base: &str, path: &str) -> serde_json::Value {
     let (status, body) = http_get(base, path).await;
     assert_eq!(status, 200, "{body}");
@@ -732,6 +749,40 @@ async fn nothing_is_acknowledged_before_it_is_persisted() {
         1
     );
     w.env.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_ui_escapes_text_and_kills_applications() {
+    let m = start_master(&[]).await;
+    wait_ready(&m).await;
+    let app = App::start(m.rpc_address()).await;
+    let mut desc = app_desc(512, None);
+    desc.name = "<script>alert(1)</script>".into();
+    app.register(desc);
+    eventually("RegisteredApplication", || async { app.app_id().is_some() }).await;
+    let app_id = app.app_id().unwrap();
+    let (_, html) = http_get(m.web_ui_url(), "/").await;
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "{html}");
+    let (status, location) = http_post(
+        m.web_ui_url(),
+        &format!("/app/kill?id={app_id}&terminate=true"),
+    )
+    .await;
+    assert_eq!((status, location.as_deref()), (303, Some("/")));
+    eventually("ApplicationRemoved(KILLED)", || async {
+        app.inbox.count(
+            |m| matches!(m, MasterToApp::ApplicationRemoved { message } if message == "KILLED"),
+        ) == 1
+    })
+    .await;
+    let json = http_json(m.web_ui_url(), "/json").await;
+    assert_eq!(json["completedapps"][0]["state"], "KILLED");
+    app.env.shutdown().await;
     m.shutdown().await;
 }
 

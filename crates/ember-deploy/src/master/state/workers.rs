@@ -131,8 +131,11 @@ impl Master {
                 self.address_to_worker.remove(&old_address);
                 self.address_to_worker.insert(reg.address.clone(), slot);
             }
-            let record = self.workers[&slot].record();
-            self.persist(PersistOp::AddWorker(record));
+            // A decommissioned worker stays out of the recovery state (Spark removes its record).
+            if self.workers[&slot].state != WorkerState::Decommissioned {
+                let record = self.workers[&slot].record();
+                self.persist(PersistOp::AddWorker(record));
+            }
             self.send_worker_at(
                 &reg.id,
                 &reg.address,

@@ -348,6 +348,10 @@ fn decommissioning_stops_new_executors_and_reports_the_current_ones() {
     // No new executors land on decommissioned workers.
     let (_, effects) = add_app(&mut m, app_desc(512, None, None), 2, T0);
     assert!(launches(&effects).is_empty());
+    // Registering again keeps it decommissioned and out of the recovery state.
+    let effects = m.register_worker(reg("w1", 1, 4, 4096), T0);
+    assert!(persisted(&effects).is_empty(), "{effects:?}");
+    assert_eq!(worker(&m, "w1").state, WorkerState::Decommissioned);
     // Again: idempotent, nothing new to tell.
     let (count, effects) = m.decommission_workers_on_hosts(&["10.0.0.1".into()], T0);
     assert_eq!(count, 2);
