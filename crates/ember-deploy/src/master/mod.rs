@@ -7,7 +7,7 @@
 //! | module | what | Spark |
 //! |---|---|---|
 //! | [`config`] | keys and the validated [`MasterConfig`] | `Deploy.scala`, `MasterArguments` |
-//! | [`info`] | records of workers, applications, executors, drivers | `WorkerInfo`, `ApplicationInfo`, … |
+//! | [`info`](mod@info) | records of workers, applications, executors, drivers | `WorkerInfo`, `ApplicationInfo`, … |
 //! | [`state`] | the pure state machine (inputs + `now` → effects) | `Master` bookkeeping |
 //! | [`scheduling`] | executor and driver placement, pure | `scheduleExecutorsOnWorkers`, … |
 //! | [`persistence`] | recovery records and engines | `PersistenceEngine` & co |
