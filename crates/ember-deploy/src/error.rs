@@ -135,4 +135,19 @@ pub enum DeployError {
         /// The digest given.
         digest: String,
     },
+    /// A configuration value parses but is not acceptable (a missing companion key, a value out
+    /// of range, a mode not supported yet).
+    #[error("invalid configuration {key}: {reason}")]
+    InvalidConfig {
+        /// The key at fault.
+        key: &'static str,
+        /// What is wrong and what would be accepted.
+        reason: String,
+    },
+    /// The master's recovery state could not be written or read.
+    #[error(transparent)]
+    Persistence(#[from] crate::master::persistence::PersistenceError),
+    /// The master lost its leadership (another master leads now) and stopped.
+    #[error("the master lost its leadership and stopped")]
+    LeadershipRevoked,
 }

@@ -10,12 +10,14 @@
 //! | [`ids`], [`state`], [`description`] | ids, `*State` enums, `*Description` |
 //! | [`worker`] | `deploy.worker` (`Worker`, `ExecutorRunner`, `DriverRunner`, `WorkerWebUI`) |
 //! | [`file_server`] | `RpcEnvFileServer` (serves the application binary by digest) |
+//! | [`master`] | `deploy.master`: the Master daemon |
 
 pub mod config;
 pub mod description;
 pub mod error;
 pub mod file_server;
 pub mod ids;
+pub mod master;
 pub mod messages;
 pub mod state;
 pub mod web;

@@ -39,6 +39,8 @@ pub enum MasterMessage {
 }
 
 /// Everything the Worker endpoint receives.
+// Messages are moved once into an inbox; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WorkerMessage {
     /// From the master.
