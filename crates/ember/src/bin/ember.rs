@@ -1,2 +1,5 @@
-//! The `ember` command.
-fn main() {}
+//! The `ember` command: parses arguments and hands over to [`ember::cli`].
+
+fn main() -> std::process::ExitCode {
+    ember::cli::main()
+}

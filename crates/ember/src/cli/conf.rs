@@ -1,0 +1,43 @@
+//! `ember conf`: every configuration key Ember reads, from the registries of all crates.
+
+use clap::Args;
+use ember_rpc::ConfigEntryDoc;
+
+/// Options of `ember conf`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfArgs {
+    /// Print a Markdown table (as in README.md) instead of plain text.
+    #[arg(long)]
+    markdown: bool,
+}
+
+/// Every key of every crate, sorted by key.
+pub(crate) fn all_entries() -> Vec<ConfigEntryDoc> {
+    let mut entries = ember_rpc::env::config_entries();
+    entries.extend(ember_deploy::config::config_entries());
+    entries.extend(ember_deploy::master::config::config_entries());
+    entries.extend(ember_deploy::worker::config::config_entries());
+    entries.extend(ember_core::config_entries());
+    entries.sort_by_key(|e| e.key());
+    entries.dedup_by_key(|e| e.key());
+    entries
+}
+
+pub(crate) fn run(args: ConfArgs) -> anyhow::Result<()> {
+    let entries = all_entries();
+    if args.markdown {
+        print!("{}", ember_rpc::conf::render_markdown_table(&entries));
+        return Ok(());
+    }
+    for e in entries {
+        println!(
+            "{}  [{}] default: {}{}\n    {}",
+            e.display_key(),
+            e.type_name(),
+            e.default_text().unwrap_or("(none)"),
+            e.env().map(|v| format!(", env {v}")).unwrap_or_default(),
+            e.doc()
+        );
+    }
+    Ok(())
+}
