@@ -17,7 +17,6 @@ pub(crate) fn all_entries() -> Vec<ConfigEntryDoc> {
     entries.extend(ember_deploy::config::config_entries());
     entries.extend(ember_deploy::master::config::config_entries());
     entries.extend(ember_deploy::worker::config::config_entries());
-    entries.extend(ember_core::config_entries());
     entries.sort_by_key(|e| e.key());
     entries.dedup_by_key(|e| e.key());
     entries

@@ -15,7 +15,12 @@ use clap::{Parser, Subcommand};
 
 /// Ember: a cluster computing runtime.
 #[derive(Debug, Parser)]
-#[command(name = "ember", version, about, propagate_version = true)]
+#[command(
+    name = "ember",
+    version,
+    about = "Ember: a cluster computing runtime (standalone master, workers, applications).",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
