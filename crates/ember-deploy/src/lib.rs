@@ -8,7 +8,9 @@
 //! |---|---|
 //! | [`messages`] | `DeployMessages`, `MasterMessages` |
 //! | [`ids`], [`state`], [`description`] | ids, `*State` enums, `*Description` |
+//! | [`client`] | `StandaloneAppClient` |
 
+pub mod client;
 pub mod config;
 pub mod description;
 pub mod error;
