@@ -308,6 +308,11 @@ impl Context {
         self.inner.backend.default_parallelism()
     }
 
+    /// How many executors are registered now (1 in local mode: the driver itself).
+    pub fn num_executors(&self) -> usize {
+        self.inner.backend.num_executors()
+    }
+
     /// The application's name.
     pub fn app_name(&self) -> &str {
         &self.inner.app_name

@@ -87,7 +87,7 @@ pub struct ExecutorBackend {
     driver: EndpointRef<DriverMessage>,
     worker: Option<RpcAddress>,
     store: Arc<BlockStore>,
-    exit: UnboundedSender<i32>,
+    exit: UnboundedSender<(i32, String)>,
     executor: Option<Executor>,
     binaries: HashMap<StageAttempt, Arc<TaskBinary>>,
     timers: Vec<TimerHandle>,
@@ -104,13 +104,14 @@ impl std::fmt::Debug for ExecutorBackend {
 }
 
 impl ExecutorBackend {
-    /// An endpoint for `role`, exiting the process through `exit`.
+    /// An endpoint for `role`, asking for the process to exit (status and reason) through
+    /// `exit`.
     pub fn new(
         env: &RpcEnv,
         role: ExecutorRole,
         conf: EmberConf,
         store: Arc<BlockStore>,
-        exit: UnboundedSender<i32>,
+        exit: UnboundedSender<(i32, String)>,
     ) -> Self {
         let driver = env.endpoint_ref(role.driver_address.clone(), &role.driver_endpoint);
         let worker = role.worker_address().map(|(address, _)| address);
@@ -137,7 +138,7 @@ impl ExecutorBackend {
         if let Some(executor) = &self.executor {
             executor.stop();
         }
-        let _ = self.exit.send(code);
+        let _ = self.exit.send((code, reason.to_owned()));
     }
 
     async fn register(&mut self, ctx: &EndpointContext<ExecutorMessage>) -> Result<(), CoreError> {

@@ -38,7 +38,11 @@ pub fn run_if_executor_role() {
         return;
     };
     let code = match role.and_then(run_executor) {
-        Ok(code) => code,
+        Ok((0, _)) => 0,
+        Ok((code, reason)) => {
+            eprintln!("ember executor: exiting with status {code}: {reason}");
+            code
+        }
         Err(e) => {
             error!(error = %e, "executor failed");
             eprintln!("ember executor: {e}");
@@ -48,8 +52,8 @@ pub fn run_if_executor_role() {
     std::process::exit(code);
 }
 
-/// Runs an executor until the driver stops it or goes away; returns the exit status.
-pub fn run_executor(role: ExecutorRole) -> Result<i32, CoreError> {
+/// Runs an executor until the driver stops it or goes away; returns the exit status and why.
+pub fn run_executor(role: ExecutorRole) -> Result<(i32, String), CoreError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -81,8 +85,11 @@ pub fn run_executor(role: ExecutorRole) -> Result<i32, CoreError> {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, env.shutdown()).await;
             return Err(CoreError::Rpc(e));
         }
-        let code = exit_rx.recv().await.unwrap_or(1);
+        let exit = exit_rx
+            .recv()
+            .await
+            .unwrap_or_else(|| (1, "the executor endpoint stopped".to_owned()));
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, env.shutdown()).await;
-        Ok(code)
+        Ok(exit)
     })
 }

@@ -190,6 +190,10 @@ impl SchedulerBackend for LocalBackend {
         self.threads
     }
 
+    fn num_executors(&self) -> usize {
+        1
+    }
+
     fn stop(&self) -> BoxFuture<'static, ()> {
         self.env.stop(&self.endpoint);
         Box::pin(async {})

@@ -337,4 +337,11 @@ impl SchedulerBackend for StandaloneBackend {
     fn application_id(&self) -> Option<String> {
         self.coarse.shared().app_id()
     }
+
+    fn num_executors(&self) -> usize {
+        self.coarse
+            .shared()
+            .num_executors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
