@@ -88,6 +88,7 @@ static ACTIVE: Mutex<Option<Weak<ContextInner>>> = Mutex::new(None);
 pub struct ContextBuilder {
     settings: Vec<(String, String)>,
     conf: Option<EmberConf>,
+    fallback_master: Option<String>,
 }
 
 impl ContextBuilder {
@@ -95,6 +96,13 @@ impl ContextBuilder {
     pub fn master(mut self, url: impl Into<String>) -> Self {
         self.settings
             .push((config::MASTER.key().to_owned(), url.into()));
+        self
+    }
+
+    /// Uses this master URL unless `ember.master` is set in the configuration file, the
+    /// environment (`EMBER_MASTER`) or code.
+    pub fn master_if_unset(mut self, url: impl Into<String>) -> Self {
+        self.fallback_master = Some(url.into());
         self
     }
 
@@ -129,6 +137,9 @@ impl ContextBuilder {
         };
         for (key, value) in &self.settings {
             conf.set(key.clone(), value.clone());
+        }
+        if let Some(master) = &self.fallback_master {
+            conf.set_if_missing(config::MASTER.key(), master.clone());
         }
         Ok(conf)
     }
