@@ -323,3 +323,28 @@ fn executors_exit_when_their_worker_goes_away() {
         cluster.stderr_of(0)
     );
 }
+
+#[test]
+fn the_context_stops_when_no_master_answers() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let master = format!("ember://127.0.0.1:{port}");
+    let ctx = ember_core::Context::new(ember_rpc::EmberConf::from_pairs([
+        ("ember.master", master.as_str()),
+        ("ember.driver.host", "127.0.0.1"),
+        ("ember.ui.showConsoleProgress", "false"),
+        ("ember.app.registration.timeout", "20ms"),
+        ("ember.app.registration.retries", "2"),
+    ]))
+    .unwrap();
+    wait_until("the context to stop", || ctx.is_stopped());
+    let reason = ctx.stop_reason().unwrap();
+    assert!(reason.contains("All masters are unresponsive"), "{reason}");
+    let err = ctx.run_job(1, Fn!(|p: usize| p)).unwrap_err();
+    assert!(
+        err.to_string().contains("All masters are unresponsive"),
+        "{err}"
+    );
+}
