@@ -67,7 +67,7 @@ struct ContextInner {
     backend: Arc<dyn SchedulerBackend>,
     stopped: Mutex<Option<String>>,
     shutdown: CancellationToken,
-    _progress: Option<ConsoleProgressBar>,
+    progress: Option<ConsoleProgressBar>,
 }
 
 impl fmt::Debug for Context {
@@ -191,6 +191,13 @@ impl Context {
         let app_name = conf
             .get_opt(&config::APP_NAME)?
             .unwrap_or_else(default_app_name);
+        // Every shipped closure is sealed with the binary's digest; hashing the executable
+        // takes a moment, so start it now rather than in the first job.
+        let _ = std::thread::Builder::new()
+            .name("ember-digest".into())
+            .spawn(|| {
+                let _ = crate::closure::binary_digest();
+            });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ember-driver")
@@ -247,7 +254,7 @@ impl Context {
             backend: parts.backend,
             stopped: Mutex::new(None),
             shutdown,
-            _progress: progress,
+            progress,
         });
         let _ = context_cell.set(Arc::downgrade(&inner));
         info!(app = %inner.app_name, master = %inner.master, driver = %inner.env.address(),
@@ -301,7 +308,12 @@ impl Context {
             .inner
             .dag
             .submit_job(num_partitions, partitions.clone(), &task)?;
-        let encoded = waiter.wait()?;
+        let encoded = waiter.wait();
+        if let Some(progress) = &self.inner.progress {
+            // Spark's ConsoleProgressBar.finishAll: the bar goes when the job ends.
+            progress.clear();
+        }
+        let encoded = encoded?;
         encoded
             .iter()
             .zip(&partitions)
@@ -408,6 +420,9 @@ impl ContextInner {
             warn!("stopping the Context took longer than {STOP_TIMEOUT:?}; abandoning it");
         }
         self.shutdown.cancel();
+        if let Some(progress) = &self.progress {
+            progress.clear();
+        }
         if let Some(runtime) = self
             .runtime
             .lock()

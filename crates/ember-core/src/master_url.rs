@@ -130,6 +130,10 @@ impl fmt::Display for MasterUrl {
         match self {
             MasterUrl::Local {
                 threads,
+                max_failures: 1,
+            } => write!(f, "local[{threads}]"),
+            MasterUrl::Local {
+                threads,
                 max_failures,
             } => write!(f, "local[{threads},{max_failures}]"),
             MasterUrl::LocalCluster {

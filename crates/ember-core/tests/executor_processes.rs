@@ -348,3 +348,35 @@ fn the_context_stops_when_no_master_answers() {
         "{err}"
     );
 }
+
+#[test]
+fn a_silent_executor_is_declared_lost_after_the_network_timeout() {
+    let cluster = Cluster::start("silent", 2);
+    let ctx = cluster.context(&[
+        ("ember.network.timeout", "1s"),
+        ("ember.executor.heartbeatInterval", "100ms"),
+    ]);
+    wait_until("two executors", || ctx.num_executors() == 2);
+    // A stopped process keeps its connection open but sends no heartbeat.
+    let victim = cluster.pids()[0];
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &victim.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let stopped_at = std::time::Instant::now();
+    wait_until("the driver to declare it lost", || ctx.num_executors() == 1);
+    assert!(stopped_at.elapsed() >= std::time::Duration::from_millis(500));
+    signal("-CONT");
+    // Resumed, it learns it was dropped (StopExecutor, or a heartbeat the driver does not
+    // know) and exits.
+    wait_until("the dropped executor to exit", || {
+        cluster.exit_codes()[0].is_some()
+    });
+    // Jobs run on the executor that is left.
+    let pids = ctx.run_job(4, Fn!(|_p: usize| std::process::id())).unwrap();
+    assert!(pids.iter().all(|p| *p == cluster.pids()[1]), "{pids:?}");
+}

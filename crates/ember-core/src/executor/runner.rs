@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::closure::TaskFn;
 use crate::ids::{ExecutorId, TaskId};
@@ -310,7 +310,7 @@ async fn report_loop(mut rx: UnboundedReceiver<TaskStatus>, sink: Arc<dyn Status
         }
         sink.send_updates(batch);
     }
-    warn!("status reporter stopped");
+    debug!("status reporter stopped: the executor is gone");
 }
 
 #[cfg(test)]

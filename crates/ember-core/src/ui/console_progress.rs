@@ -6,7 +6,7 @@
 //! `ember.ui.showConsoleProgress` is true and stderr is a terminal; indicatif does the drawing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -65,10 +65,44 @@ pub fn format_progress_line(stages: &[StageProgress], width: usize) -> String {
         .collect()
 }
 
+/// The bar on screen, if any, and the line it shows.
+#[derive(Debug, Default)]
+struct Shown {
+    bar: Option<ProgressBar>,
+    line: String,
+}
+
+impl Shown {
+    fn show(&mut self, line: String) {
+        if line == self.line {
+            return;
+        }
+        if line.is_empty() {
+            self.clear();
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
+            bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+            bar
+        });
+        bar.set_message(line.clone());
+        self.line = line;
+    }
+
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        self.line.clear();
+    }
+}
+
 /// The running progress bar; dropping it (or cancelling its token) removes it.
 #[derive(Debug)]
 pub struct ConsoleProgressBar {
     stop: CancellationToken,
+    shown: Arc<Mutex<Shown>>,
 }
 
 impl ConsoleProgressBar {
@@ -85,11 +119,10 @@ impl ConsoleProgressBar {
             .unwrap_or(DEFAULT_WIDTH)
             .saturating_sub(1);
         let token = stop.clone();
+        let shown = Arc::new(Mutex::new(Shown::default()));
+        let screen = shown.clone();
         runtime.spawn(async move {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
-            bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
             let mut first_seen: HashMap<StageAttempt, Instant> = HashMap::new();
-            let mut shown = String::new();
             let mut ticks = tokio::time::interval(UPDATE_PERIOD);
             loop {
                 tokio::select! {
@@ -108,20 +141,27 @@ impl ConsoleProgressBar {
                     .take(3)
                     .collect();
                 let line = format_progress_line(&visible, width);
-                if line != shown {
-                    bar.set_message(line.clone());
-                    shown = line;
-                }
+                lock(&screen).show(line);
             }
-            bar.finish_and_clear();
+            lock(&screen).clear();
         });
-        ConsoleProgressBar { stop }
+        ConsoleProgressBar { stop, shown }
     }
+
+    /// Removes the bar now (a job ended); it comes back at the next redraw if stages still run.
+    pub fn clear(&self) {
+        lock(&self.shown).clear();
+    }
+}
+
+fn lock(shown: &Mutex<Shown>) -> std::sync::MutexGuard<'_, Shown> {
+    shown.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for ConsoleProgressBar {
     fn drop(&mut self) {
         self.stop.cancel();
+        self.clear();
     }
 }
 
