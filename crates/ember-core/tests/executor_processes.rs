@@ -380,3 +380,25 @@ fn a_silent_executor_is_declared_lost_after_the_network_timeout() {
     let pids = ctx.run_job(4, Fn!(|_p: usize| std::process::id())).unwrap();
     assert!(pids.iter().all(|p| *p == cluster.pids()[1]), "{pids:?}");
 }
+
+#[test]
+fn a_task_too_large_for_a_message_fails_its_job_clearly() {
+    let cluster = Cluster::start("oversized", 1);
+    let ctx = cluster.context(&[("ember.rpc.message.maxSize", "1")]);
+    wait_until("an executor", || ctx.num_executors() == 1);
+    let big: Vec<u8> = vec![7; 2 * 1024 * 1024];
+    let err = ctx
+        .run_job(2, Fn!(move |p: usize| big.len() + p))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("ember.rpc.message.maxSize"), "{text}");
+    assert!(matches!(
+        err,
+        CoreError::JobFailed {
+            reason: ember_core::JobFailure::StageAborted { .. },
+            ..
+        }
+    ));
+    // The executor is still usable.
+    assert_eq!(ctx.run_job(1, Fn!(|p: usize| p + 1)).unwrap(), vec![1]);
+}

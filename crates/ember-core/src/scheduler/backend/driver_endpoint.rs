@@ -267,10 +267,23 @@ impl DriverEndpoint {
                 binaries = binaries.len(), "launching tasks");
             if let Err(e) = executor.executor_ref.send(ExecutorMessage::LaunchTask {
                 binaries,
-                tasks: descs,
+                tasks: descs.clone(),
             }) {
-                warn!(executor_id = %offer.executor_id, error = %e.error,
-                    "could not send tasks; they will be resubmitted when the executor is removed");
+                if let ember_rpc::RpcError::MessageTooLarge { size, max } = e.error {
+                    executor.free_slots += descs.len() as u32;
+                    for (stage, ids) in group_by_stage(&descs) {
+                        executor.binaries.remove(&stage);
+                        let message = format!(
+                            "the tasks of stage {stage} encode to {size} bytes, more than the \
+                             largest message allowed ({max} bytes, ember.rpc.message.maxSize)"
+                        );
+                        self.scheduler
+                            .with_state(|s| s.abort_task_set(stage, &message, &ids));
+                    }
+                } else {
+                    warn!(executor_id = %offer.executor_id, error = %e.error,
+                        "could not send tasks; they are resubmitted when the executor is removed");
+                }
             }
         }
     }
