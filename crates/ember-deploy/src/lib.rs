@@ -11,7 +11,9 @@
 //! | [`worker`] | `deploy.worker` (`Worker`, `ExecutorRunner`, `DriverRunner`, `WorkerWebUI`) |
 //! | [`file_server`] | `RpcEnvFileServer` (serves the application binary by digest) |
 //! | [`master`] | `deploy.master`: the Master daemon |
+//! | [`client`] | `StandaloneAppClient` |
 
+pub mod client;
 pub mod config;
 pub mod description;
 pub mod error;

@@ -17,6 +17,8 @@ pub(crate) fn all_entries() -> Vec<ConfigEntryDoc> {
     entries.extend(ember_deploy::config::config_entries());
     entries.extend(ember_deploy::master::config::config_entries());
     entries.extend(ember_deploy::worker::config::config_entries());
+    entries.extend(ember_deploy::client::config_entries());
+    entries.extend(ember_core::config::config_entries());
     entries.sort_by_key(|e| e.key());
     entries.dedup_by_key(|e| e.key());
     entries

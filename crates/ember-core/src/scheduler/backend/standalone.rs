@@ -1,0 +1,347 @@
+//! The standalone backend: executors granted by a standalone master and started by its
+//! workers.
+//!
+//! Spark counterpart: `StandaloneSchedulerBackend`. It is the coarse-grained backend (the
+//! `CoarseGrainedScheduler` endpoint executors register with) plus the [`AppClient`] that
+//! registers the application with the masters, and the [`ApplicationDescription`] telling
+//! workers how to start executors: the driver's own binary, fetched by its digest, run with
+//! the user's arguments and the executor role selected by environment variables (see
+//! [`executor::role`](crate::executor::role)).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ember_deploy::client::{AppClient, AppClientConf, AppClientListener};
+use ember_deploy::description::{AppBinary, ApplicationDescription, BinaryLocation, Command};
+use ember_deploy::ids::{AppId, WorkerId};
+use ember_deploy::messages::{ClientToMaster, MASTER_ENDPOINT, MasterMessage, MasterStateResponse};
+use ember_deploy::state::ExecutorState;
+use ember_rpc::{EmberConf, EndpointRef, RpcAddress, RpcEnv};
+use tracing::{error, info, warn};
+
+use crate::closure::binary_digest;
+use crate::config;
+use crate::error::CoreError;
+use crate::executor::role;
+use crate::ids::{ExecutorId, TaskId};
+use crate::scheduler::backend::driver_endpoint::{CoarseGrainedBackend, DriverShared};
+use crate::scheduler::backend::starvation::diagnose;
+use crate::scheduler::backend::{BoxFuture, SchedulerBackend};
+use crate::scheduler::task::TaskScheduler;
+
+/// Called once when the application can no longer run (the master removed it, or no master
+/// answered); the Context stops with the reason.
+pub type OnDead = Box<dyn Fn(String) + Send + Sync>;
+
+/// How long asking the master for its state may take.
+const MASTER_STATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The standalone backend.
+pub struct StandaloneBackend {
+    coarse: CoarseGrainedBackend,
+    client: AppClient,
+    app_desc: ApplicationDescription,
+    masters: Vec<RpcAddress>,
+    env: RpcEnv,
+    stopping: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for StandaloneBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandaloneBackend")
+            .field("app", &self.app_desc.name)
+            .field("masters", &self.masters)
+            .field("app_id", &self.client.app_id())
+            .finish()
+    }
+}
+
+struct Listener {
+    coarse: CoarseGrainedEndpoints,
+    shared: Arc<DriverShared>,
+    on_dead: OnDead,
+    stopping: Arc<AtomicBool>,
+}
+
+/// What the listener needs of the coarse-grained backend (which it cannot own).
+struct CoarseGrainedEndpoints {
+    endpoint: EndpointRef<crate::scheduler::messages::DriverMessage>,
+}
+
+impl AppClientListener for Listener {
+    fn connected(&self, app_id: &AppId) {
+        info!(%app_id, "connected to the standalone cluster");
+        *self.shared.app_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(app_id.to_string());
+    }
+
+    fn disconnected(&self) {
+        warn!("disconnected from the master; waiting for a master to take over");
+    }
+
+    fn dead(&self, reason: &str) {
+        if !self.stopping.load(Ordering::SeqCst) {
+            error!(%reason, "Application has been killed");
+            (self.on_dead)(reason.to_owned());
+        }
+    }
+
+    fn executor_added(
+        &self,
+        id: ember_deploy::ids::ExecutorId,
+        worker_id: &WorkerId,
+        host_port: &str,
+        cores: u32,
+        memory_mb: u32,
+    ) {
+        info!(executor_id = %id, %worker_id, %host_port, cores, memory_mb,
+            "granted executor (its worker is starting it)");
+    }
+
+    fn executor_removed(
+        &self,
+        id: ember_deploy::ids::ExecutorId,
+        state: ExecutorState,
+        message: &str,
+        exit_status: Option<i32>,
+        worker_host: Option<&str>,
+    ) {
+        // Spark parity: StandaloneSchedulerBackend.executorRemoved — an exit status means the
+        // process ended by itself (the application may be at fault); no status means it was
+        // lost, caused by the application only when its worker is still there.
+        let caused_by_app = exit_status.is_some() || worker_host.is_none();
+        let reason = match exit_status {
+            Some(code) => format!("executor {state} with exit code {code}: {message}"),
+            None => format!("executor {state}: {message}"),
+        };
+        let _ =
+            self.coarse
+                .endpoint
+                .send(crate::scheduler::messages::DriverMessage::RemoveExecutor {
+                    executor_id: ExecutorId::from(id),
+                    reason,
+                    caused_by_app,
+                });
+    }
+
+    fn worker_removed(&self, worker_id: &WorkerId, host: &str, message: &str) {
+        let _ = self
+            .coarse
+            .endpoint
+            .send(crate::scheduler::messages::DriverMessage::Internal(
+                crate::scheduler::messages::DriverInternal::RemoveWorker {
+                    worker_id: worker_id.to_string(),
+                    host: host.to_owned(),
+                    message: message.to_owned(),
+                },
+            ));
+    }
+}
+
+impl StandaloneBackend {
+    /// Starts the driver endpoint and registers the application with `masters`.
+    pub async fn start(
+        env: &RpcEnv,
+        scheduler: Arc<TaskScheduler>,
+        conf: &EmberConf,
+        app_name: &str,
+        masters: Vec<RpcAddress>,
+        on_dead: OnDead,
+    ) -> Result<Arc<StandaloneBackend>, CoreError> {
+        let coarse = CoarseGrainedBackend::start(env, scheduler, conf).await?;
+        // PHASE 2 INTEGRATION POINT (binary distribution): register the driver's FileServer
+        // endpoint (`ember_deploy::file_server`, serving `/proc/self/exe` by digest in chunks)
+        // in `env` here, under `ember_deploy::messages::FILE_SERVER_ENDPOINT`. The description
+        // below already points workers at it (`BinaryLocation::FileServer(env.address())`);
+        // until it is registered, workers cannot fetch the binary from this driver.
+        let app_desc =
+            application_description(conf, app_name, &coarse.driver_url(), env.address())?;
+        info!(app = %app_desc.name, command = %app_desc.command, masters = ?masters,
+            "starting the standalone backend");
+        let stopping = Arc::new(AtomicBool::new(false));
+        let listener = Arc::new(Listener {
+            coarse: CoarseGrainedEndpoints {
+                endpoint: coarse.endpoint().clone(),
+            },
+            shared: coarse.shared().clone(),
+            on_dead,
+            stopping: stopping.clone(),
+        });
+        let client_conf = AppClientConf::from_conf(conf).map_err(deploy_error)?;
+        let client = AppClient::start(
+            env,
+            masters.clone(),
+            app_desc.clone(),
+            listener,
+            client_conf,
+        )
+        .await
+        .map_err(deploy_error)?;
+        Ok(Arc::new(StandaloneBackend {
+            coarse,
+            client,
+            app_desc,
+            masters,
+            env: env.clone(),
+            stopping,
+        }))
+    }
+
+    /// The description the masters were sent.
+    pub fn application_description(&self) -> &ApplicationDescription {
+        &self.app_desc
+    }
+}
+
+fn deploy_error(e: ember_deploy::DeployError) -> CoreError {
+    match e {
+        ember_deploy::DeployError::Conf(e) => CoreError::Conf(e),
+        ember_deploy::DeployError::Rpc(e) => CoreError::Rpc(e),
+        other => CoreError::ModeNotAvailable {
+            master: "ember://".to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// What the application asks the master for, and how workers start its executors.
+pub fn application_description(
+    conf: &EmberConf,
+    app_name: &str,
+    driver_url: &str,
+    driver_address: &RpcAddress,
+) -> Result<ApplicationDescription, CoreError> {
+    let memory = conf.get(&config::EXECUTOR_MEMORY)?.as_mib();
+    let exe = std::env::current_exe().map_err(|source| CoreError::Io {
+        what: "finding the application's executable",
+        source,
+    })?;
+    let image = if Path::new("/proc/self/exe").exists() {
+        Path::new("/proc/self/exe").to_path_buf()
+    } else {
+        exe.clone()
+    };
+    let size = std::fs::metadata(&image)
+        .map_err(|source| CoreError::Io {
+            what: "reading the size of the application's executable",
+            source,
+        })?
+        .len();
+    Ok(ApplicationDescription {
+        name: app_name.to_owned(),
+        max_cores: conf.get_opt(&config::CORES_MAX)?,
+        memory_per_executor_mb: u32::try_from(memory).unwrap_or(u32::MAX),
+        cores_per_executor: conf.get_opt(&config::EXECUTOR_CORES)?,
+        initial_executor_limit: conf.get_opt(&config::EXECUTOR_INSTANCES)?,
+        command: Command {
+            binary: AppBinary {
+                name: exe
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "ember-app".to_owned()),
+                digest: binary_digest()?.to_string(),
+                size,
+                location: BinaryLocation::FileServer(driver_address.clone()),
+            },
+            arguments: std::env::args().skip(1).collect(),
+            environment: role::executor_environment(driver_url, conf),
+        },
+        app_ui_url: None,
+        user: std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()),
+    })
+}
+
+impl SchedulerBackend for StandaloneBackend {
+    fn revive_offers(&self) {
+        self.coarse.revive_offers();
+    }
+
+    fn kill_task(
+        &self,
+        task_id: TaskId,
+        executor_id: &ExecutorId,
+        interrupt_thread: bool,
+        reason: &str,
+    ) {
+        self.coarse
+            .kill_task(task_id, executor_id, interrupt_thread, reason);
+    }
+
+    fn default_parallelism(&self) -> usize {
+        self.coarse.default_parallelism()
+    }
+
+    fn stop(&self) -> BoxFuture<'static, ()> {
+        self.stopping.store(true, Ordering::SeqCst);
+        let endpoint = self.coarse.endpoint().clone();
+        let client_endpoint = self.client.endpoint().clone();
+        let env = self.env.clone();
+        Box::pin(async move {
+            // Executors first, then tell the master the application finished (Spark's order).
+            let _: Result<bool, _> = endpoint
+                .ask_with_timeout(
+                    crate::scheduler::messages::DriverMessage::Internal(
+                        crate::scheduler::messages::DriverInternal::StopExecutors,
+                    ),
+                    Duration::from_secs(10),
+                    ember_rpc::ASK_TIMEOUT_KEY,
+                )
+                .await;
+            env.stop(&endpoint);
+            let _: Result<bool, _> = client_endpoint
+                .ask_with_timeout(
+                    ember_deploy::messages::AppClientMessage::Internal(
+                        ember_deploy::messages::AppClientInternal::Stop,
+                    ),
+                    Duration::from_secs(10),
+                    ember_rpc::ASK_TIMEOUT_KEY,
+                )
+                .await;
+        })
+    }
+
+    fn starvation_report(&self) -> BoxFuture<'static, Option<String>> {
+        let targets: Vec<RpcAddress> = match self.client.active_master() {
+            Some(master) => vec![master],
+            None => self.masters.clone(),
+        };
+        let env = self.env.clone();
+        let app_id = self.client.app_id();
+        let desc = self.app_desc.clone();
+        Box::pin(async move {
+            let mut errors = Vec::new();
+            for address in targets {
+                let master: EndpointRef<MasterMessage> =
+                    env.endpoint_ref(address.clone(), MASTER_ENDPOINT);
+                let state: Result<MasterStateResponse, _> = master
+                    .ask_with_timeout(
+                        ClientToMaster::RequestMasterState,
+                        MASTER_STATE_TIMEOUT,
+                        ember_rpc::ASK_TIMEOUT_KEY,
+                    )
+                    .await;
+                match state {
+                    Ok(state) => return Some(diagnose(&state, app_id.as_ref(), &desc)),
+                    Err(e) => errors.push(format!("{}: {e}", address.to_ember_url())),
+                }
+            }
+            Some(format!(
+                "No master answered a request for its state, so the application is probably \
+                 not registered ({}).",
+                errors.join("; ")
+            ))
+        })
+    }
+
+    fn application_id(&self) -> Option<String> {
+        self.coarse.shared().app_id()
+    }
+
+    fn num_executors(&self) -> usize {
+        self.coarse
+            .shared()
+            .num_executors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

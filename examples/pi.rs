@@ -1,0 +1,56 @@
+//! Monte Carlo π on Ember (Spark's `SparkPi`).
+//!
+//! `pi [slices] [samples]`: draws `samples` points (default 100,000 per slice) in `slices`
+//! tasks (default 2) and prints the estimate and the time taken. The master comes from
+//! `EMBER_MASTER` or `conf/ember-defaults.conf`, else `local[*]`.
+//!
+//! ```text
+//! cargo run --release -p ember --example pi -- 20 100000000
+//! EMBER_MASTER=ember://host:7077 cargo run --release -p ember --example pi -- 20 100000000
+//! ```
+
+use std::time::Instant;
+
+use serde_closure::Fn;
+
+#[path = "pi_sampling.rs"]
+mod pi_sampling;
+
+fn main() -> anyhow::Result<()> {
+    ember::main(|| {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let slices: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(2);
+        let samples: u64 = args
+            .get(1)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(100_000 * slices as u64);
+        anyhow::ensure!(slices > 0, "slices must be at least 1");
+
+        let start = Instant::now();
+        let ctx = ember::Context::builder()
+            .app_name("pi")
+            .master_if_unset("local[*]")
+            .get_or_create()?;
+        let started = start.elapsed();
+
+        let job = Instant::now();
+        let counts = ctx.run_job(
+            slices,
+            Fn!(move |slice: usize| {
+                pi_sampling::count_inside(slice as u64, pi_sampling::share(samples, slices, slice))
+            }),
+        )?;
+        let elapsed = job.elapsed();
+        let inside: u64 = counts.iter().sum();
+        println!("Pi is roughly {}", 4.0 * inside as f64 / samples as f64);
+        println!(
+            "{samples} samples in {slices} slices on {}: job {:.3} s (context start {:.3} s)",
+            ctx.master(),
+            elapsed.as_secs_f64(),
+            started.as_secs_f64()
+        );
+        ctx.stop();
+        Ok(())
+    })
+}
