@@ -145,11 +145,18 @@ async fn bench_ask(server: &RpcAddress) {
 async fn bench_oneway(server: &RpcAddress, senders: usize, total: u64) {
     // Payload sized so that the encoded message is 64 bytes: tag (1) + length (1) + 62.
     let payload = vec![7u8; 62];
-    assert_eq!(postcard::to_allocvec(&Bench::Blob(payload.clone())).unwrap().len(), 64);
+    assert_eq!(
+        postcard::to_allocvec(&Bench::Blob(payload.clone()))
+            .unwrap()
+            .len(),
+        64
+    );
     let mut envs = Vec::new();
     let mut refs = Vec::new();
     for i in 0..senders {
-        let env = RpcEnv::create(config(&format!("bench-sender-{i}"))).await.unwrap();
+        let env = RpcEnv::create(config(&format!("bench-sender-{i}")))
+            .await
+            .unwrap();
         let r: EndpointRef<Bench> = env.setup_endpoint_ref(server, "sink").await.unwrap();
         refs.push(r);
         envs.push(env);

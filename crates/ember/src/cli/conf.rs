@@ -25,20 +25,26 @@ pub(crate) fn all_entries() -> Vec<ConfigEntryDoc> {
 }
 
 pub(crate) fn run(args: ConfArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
     let entries = all_entries();
+    let mut text = String::new();
     if args.markdown {
-        print!("{}", ember_rpc::conf::render_markdown_table(&entries));
-        return Ok(());
+        text = ember_rpc::conf::render_markdown_table(&entries);
+    } else {
+        for e in entries {
+            text.push_str(&format!(
+                "{}  [{}] default: {}{}\n    {}\n",
+                e.display_key(),
+                e.type_name(),
+                e.default_text().unwrap_or("(none)"),
+                e.env().map(|v| format!(", env {v}")).unwrap_or_default(),
+                e.doc()
+            ));
+        }
     }
-    for e in entries {
-        println!(
-            "{}  [{}] default: {}{}\n    {}",
-            e.display_key(),
-            e.type_name(),
-            e.default_text().unwrap_or("(none)"),
-            e.env().map(|v| format!(", env {v}")).unwrap_or_default(),
-            e.doc()
-        );
+    // A reader that stops early (`ember conf | head`) is not an error.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
