@@ -9,3 +9,6 @@ pub(crate) mod frame;
 pub mod handshake;
 pub(crate) mod outbox;
 pub(crate) mod server;
+
+#[cfg(test)]
+mod live_tests;

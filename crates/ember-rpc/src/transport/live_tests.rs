@@ -1,0 +1,271 @@
+//! A live server against raw sockets: refusals on the wire, and garbage that must only ever
+//! close the connection it came on.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::transport::envelope;
+use crate::transport::frame::frame;
+use crate::transport::handshake::{self, ClientHandshake, MAGIC, Step};
+use crate::transport::outbox::{read_handshake_frame, write_handshake_frame};
+use crate::{
+    EndpointContext, EndpointRef, HandlerResult, RpcAddress, RpcCallContext, RpcEndpoint, RpcEnv,
+    RpcEnvConfig,
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Msg {
+    Echo(String),
+    Count,
+    Note(u32),
+}
+
+#[derive(Default)]
+struct Echo {
+    notes: u32,
+}
+
+impl RpcEndpoint for Echo {
+    type Message = Msg;
+
+    async fn receive(&mut self, _: &EndpointContext<Msg>, msg: Msg) -> HandlerResult {
+        if let Msg::Note(_) = msg {
+            self.notes += 1;
+        }
+        Ok(())
+    }
+
+    async fn receive_and_reply(
+        &mut self,
+        _: &EndpointContext<Msg>,
+        msg: Msg,
+        reply: RpcCallContext,
+    ) -> HandlerResult {
+        match msg {
+            Msg::Echo(s) => reply.reply(s),
+            Msg::Count => reply.reply(self.notes),
+            Msg::Note(_) => reply.reply(()),
+        }
+        Ok(())
+    }
+}
+
+async fn server() -> RpcEnv {
+    let env = RpcEnv::create(RpcEnvConfig::new("live", "127.0.0.1", 0))
+        .await
+        .unwrap();
+    env.setup_endpoint("echo", Echo::default()).await.unwrap();
+    env
+}
+
+/// Connects and completes a client handshake by hand; returns the stream ready for envelopes.
+async fn handshaken(server: &RpcAddress) -> TcpStream {
+    let mut stream = TcpStream::connect((server.host.as_str(), server.port))
+        .await
+        .unwrap();
+    let mut machine =
+        ClientHandshake::new(RpcAddress::new("127.0.0.1", 1), None, handshake::nonce());
+    let mut buf = BytesMut::new();
+    write_handshake_frame(&mut stream, &machine.start())
+        .await
+        .unwrap();
+    loop {
+        let f = read_handshake_frame(&mut stream, &mut buf).await.unwrap();
+        match machine.on_frame(&f) {
+            Step::Send(body) => write_handshake_frame(&mut stream, &body).await.unwrap(),
+            Step::Done(_) => return stream,
+            other => panic!("handshake failed: {other:?}"),
+        }
+    }
+}
+
+/// A well-formed peer can still talk to the server.
+async fn still_serving(server: &RpcAddress, client: &RpcEnv) {
+    let r: EndpointRef<Msg> = client.endpoint_ref(server.clone(), "echo");
+    let back: String = r
+        .ask_with_timeout(Msg::Echo("ok".into()), Duration::from_secs(10), "test")
+        .await
+        .expect("the server keeps serving well-formed peers");
+    assert_eq!(back, "ok");
+}
+
+/// Reads until the peer closes; returns what arrived.
+async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn a_version_mismatch_is_refused_on_the_wire_naming_both_versions() {
+    let env = server().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", env.address().port))
+        .await
+        .unwrap();
+    let mut hello = Vec::from(MAGIC);
+    hello.extend_from_slice(&99u16.to_be_bytes());
+    hello.extend_from_slice(&[1, 0, 0]);
+    stream
+        .write_all(&frame(&hello, 4096).unwrap())
+        .await
+        .unwrap();
+    let reply = read_to_close(&mut stream).await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.contains("version 1") && text.contains("version 99"),
+        "refusal: {text:?}"
+    );
+    let client = RpcEnv::create(RpcEnvConfig::new("c", "127.0.0.1", 0))
+        .await
+        .unwrap();
+    still_serving(env.address(), &client).await;
+    client.shutdown().await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_envelope_kind_closes_only_that_connection() {
+    let env = server().await;
+    let client = RpcEnv::create(RpcEnvConfig::new("c", "127.0.0.1", 0))
+        .await
+        .unwrap();
+    still_serving(env.address(), &client).await;
+    let mut raw = handshaken(env.address()).await;
+    raw.write_all(&frame(&[42, 1, 2, 3], 1 << 20).unwrap())
+        .await
+        .unwrap();
+    let _ = read_to_close(&mut raw).await;
+    still_serving(env.address(), &client).await;
+    client.shutdown().await;
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_request_gets_an_error_reply_and_the_connection_stays() {
+    let env = server().await;
+    let mut raw = handshaken(env.address()).await;
+    // A request whose payload is not a `Msg`.
+    let bad = envelope::encode_request(7, "echo", &(255u8, 255u8, 255u8), 1 << 20).unwrap();
+    raw.write_all(&bad).await.unwrap();
+    let mut buf = BytesMut::new();
+    let decoder = crate::transport::frame::FrameDecoder::new(1 << 20);
+    let reply = loop {
+        if let Some(f) = decoder.decode(&mut buf).unwrap() {
+            break envelope::Envelope::decode(f).unwrap();
+        }
+        assert!(
+            raw.read_buf(&mut buf).await.unwrap() > 0,
+            "connection closed"
+        );
+    };
+    assert!(
+        matches!(
+            reply,
+            envelope::Envelope::Failure {
+                id: 7,
+                failure: crate::CallFailure::UndecodableRequest { .. }
+            }
+        ),
+        "{reply:?}"
+    );
+    // The same connection still works.
+    let good = envelope::encode_request(8, "echo", &Msg::Echo("again".into()), 1 << 20).unwrap();
+    raw.write_all(&good).await.unwrap();
+    let reply = loop {
+        if let Some(f) = decoder.decode(&mut buf).unwrap() {
+            break envelope::Envelope::decode(f).unwrap();
+        }
+        assert!(
+            raw.read_buf(&mut buf).await.unwrap() > 0,
+            "connection closed"
+        );
+    };
+    let envelope::Envelope::Response { id: 8, payload } = reply else {
+        panic!("expected a response, got {reply:?}")
+    };
+    assert_eq!(postcard::from_bytes::<String>(&payload).unwrap(), "again");
+    env.shutdown().await;
+}
+
+/// What a hostile or broken peer sends.
+#[derive(Debug, Clone)]
+enum Garbage {
+    /// Bytes before any handshake.
+    Raw(Vec<u8>),
+    /// Bytes after a valid handshake.
+    AfterHandshake(Vec<u8>),
+    /// Well-framed random bodies after a valid handshake.
+    Frames(Vec<Vec<u8>>),
+    /// A valid request cut short, after a valid handshake.
+    Truncated(usize),
+}
+
+fn garbage() -> impl Strategy<Value = Garbage> {
+    let bytes = proptest::collection::vec(any::<u8>(), 0..512);
+    prop_oneof![
+        bytes.clone().prop_map(Garbage::Raw),
+        bytes.prop_map(Garbage::AfterHandshake),
+        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..64), 1..6)
+            .prop_map(Garbage::Frames),
+        (0usize..64).prop_map(Garbage::Truncated),
+    ]
+}
+
+#[test]
+fn a_live_server_survives_random_and_truncated_bytes() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (env, client) = rt.block_on(async {
+        let env = server().await;
+        let client = RpcEnv::create(RpcEnvConfig::new("c", "127.0.0.1", 0))
+            .await
+            .unwrap();
+        (env, client)
+    });
+    let address = env.address().clone();
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        ..Config::default()
+    });
+    runner
+        .run(&garbage(), |g| {
+            rt.block_on(async {
+                let mut stream = match &g {
+                    Garbage::Raw(_) => TcpStream::connect(("127.0.0.1", address.port))
+                        .await
+                        .unwrap(),
+                    _ => handshaken(&address).await,
+                };
+                let bytes = match &g {
+                    Garbage::Raw(b) | Garbage::AfterHandshake(b) => b.clone(),
+                    Garbage::Frames(bodies) => bodies
+                        .iter()
+                        .flat_map(|b| frame(b, 1 << 20).unwrap())
+                        .collect(),
+                    Garbage::Truncated(cut) => {
+                        let whole =
+                            envelope::encode_request(1, "echo", &Msg::Note(5), 1 << 20).unwrap();
+                        whole[..(*cut).min(whole.len().saturating_sub(1))].to_vec()
+                    }
+                };
+                let _ = stream.write_all(&bytes).await;
+                drop(stream);
+                still_serving(&address, &client).await;
+            });
+            Ok(())
+        })
+        .unwrap();
+    rt.block_on(async {
+        client.shutdown().await;
+        env.shutdown().await;
+    });
+}
