@@ -11,6 +11,11 @@ pub(crate) struct ConfArgs {
     markdown: bool,
 }
 
+/// The Markdown table of every configuration key, as README.md shows it.
+pub fn configuration_markdown() -> String {
+    ember_rpc::conf::render_markdown_table(&all_entries())
+}
+
 /// Every key of every crate, sorted by key.
 pub(crate) fn all_entries() -> Vec<ConfigEntryDoc> {
     let mut entries = ember_rpc::env::config_entries();
@@ -29,7 +34,7 @@ pub(crate) fn run(args: ConfArgs) -> anyhow::Result<()> {
     let entries = all_entries();
     let mut text = String::new();
     if args.markdown {
-        text = ember_rpc::conf::render_markdown_table(&entries);
+        text = configuration_markdown();
     } else {
         for e in entries {
             text.push_str(&format!(

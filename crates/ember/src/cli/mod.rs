@@ -13,6 +13,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use conf::configuration_markdown;
+
 /// Ember: a cluster computing runtime.
 #[derive(Debug, Parser)]
 #[command(
