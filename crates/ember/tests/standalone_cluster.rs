@@ -225,8 +225,15 @@ fn stopped_worker_times_out_and_comes_back_after_sigcont() {
     let pid = worker.proc.pid();
 
     // Stopped, the worker keeps its connection open but sends no heartbeat.
+    let stopped_at = std::time::Instant::now();
     worker.proc.signal(Signal::SIGSTOP);
     master.await_worker_state(&worker.id, "DEAD", DEAD_WITHIN);
+    // The last heartbeat came at most timeout/4 before the stop: DEAD no sooner than 1.5 s.
+    let silent = stopped_at.elapsed();
+    assert!(
+        silent >= Duration::from_millis(1400),
+        "DEAD after {silent:?}, before ember.worker.timeout could expire"
+    );
     assert!(
         worker.proc.is_running(),
         "the stopped worker should still exist"
