@@ -73,10 +73,28 @@ rotate_log() {
   fi
 }
 
+# Whether process $1 exists and has not exited. A daemon started here is an orphan adopted by
+# init; an exited one stays a zombie until init reaps it, which some inits (in containers and
+# micro-VMs) do late or never, and `kill -0` succeeds on a zombie.
+is_alive() {
+  local p="$1" state=""
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
+  if [ -r "/proc/$p/stat" ]; then
+    # The state is the field after the parenthesised command name.
+    state="$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$p/stat" 2>/dev/null)"
+  else
+    state="$(ps -o stat= -p "$p" 2>/dev/null)"
+  fi
+  case "$state" in
+    Z*) return 1 ;;
+  esac
+  return 0
+}
+
 # Whether $1 is a live process running the ember binary.
 is_ember_process() {
   local p="$1"
-  [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
+  is_alive "$p" || return 1
   local exe
   exe="$(readlink "/proc/$p/exe" 2>/dev/null || true)"
   case "$exe" in
@@ -114,10 +132,10 @@ case "$option" in
     echo "$new_pid" > "$pid"
     # Give it a moment to fail fast (bad arguments, port in use), polling rather than waiting.
     for _ in $(seq 1 20); do
-      kill -0 "$new_pid" 2>/dev/null || break
+      is_alive "$new_pid" || break
       sleep 0.1
     done
-    if ! kill -0 "$new_pid" 2>/dev/null; then
+    if ! is_alive "$new_pid"; then
       echo "failed to launch: $EMBER_BIN $role $*" >&2
       tail -n 10 "$log" | sed 's/^/  /' >&2
       echo "full log in $log" >&2
@@ -134,10 +152,10 @@ case "$option" in
         kill "$target_pid"
         timeout="${EMBER_STOP_TIMEOUT:-30}"
         for _ in $(seq 1 $((timeout * 10))); do
-          kill -0 "$target_pid" 2>/dev/null || break
+          is_alive "$target_pid" || break
           sleep 0.1
         done
-        if kill -0 "$target_pid" 2>/dev/null; then
+        if is_alive "$target_pid"; then
           echo "$role did not stop within ${timeout}s; killing it" >&2
           kill -9 "$target_pid" 2>/dev/null
         fi

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use ember_rpc::{EmberConf, RpcAddress};
+use ember_deploy::DeployError;
+use ember_rpc::{EmberConf, RpcAddress, RpcError};
 use tokio_util::sync::CancellationToken;
 
 /// Options of `ember master`.
@@ -72,27 +73,114 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
     ember_rpc::conf::parse_conf_pair(s).map_err(|e| e.to_string())
 }
 
-fn load_conf(
-    common: &CommonArgs,
-    opts_vars: &[&str],
-    flags: Vec<(String, String)>,
-) -> anyhow::Result<EmberConf> {
-    let conf = EmberConf::loader()
-        .properties_file(common.properties_file.clone())
-        .entries(&super::conf::all_entries())
-        .opts_env_vars(opts_vars)
-        .cli_pairs(flags)
-        .cli_pairs(common.conf.clone())
-        .load()?;
-    for unknown in conf.unknown_keys(&super::conf::all_entries()) {
-        tracing::warn!("{unknown}");
+/// A daemon's flags mapped onto configuration keys, remembering which flag set which key.
+#[derive(Debug, Default)]
+struct Flags(Vec<(&'static str, &'static str, String)>);
+
+impl Flags {
+    fn push<T: ToString>(&mut self, key: &'static str, flag: &'static str, value: Option<T>) {
+        if let Some(v) = value {
+            self.0.push((key, flag, v.to_string()));
+        }
     }
-    Ok(conf)
+
+    fn pairs(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(key, _, value)| ((*key).to_owned(), value.clone()))
+            .collect()
+    }
 }
 
-fn push<T: ToString>(flags: &mut Vec<(String, String)>, key: &str, value: Option<T>) {
-    if let Some(v) = value {
-        flags.push((key.to_owned(), v.to_string()));
+/// Where a daemon's configuration comes from, to load it and to say where a bad value came from.
+#[derive(Debug)]
+struct Sources<'a> {
+    common: &'a CommonArgs,
+    opts_vars: &'a [&'a str],
+    flags: Flags,
+}
+
+impl Sources<'_> {
+    fn loader(&self) -> ember_rpc::ConfLoader {
+        EmberConf::loader()
+            .properties_file(self.common.properties_file.clone())
+            .entries(&super::conf::all_entries())
+            .opts_env_vars(self.opts_vars)
+            .cli_pairs(self.flags.pairs())
+            .cli_pairs(self.common.conf.clone())
+    }
+
+    fn load(&self) -> anyhow::Result<EmberConf> {
+        let conf = self.loader().load()?;
+        for unknown in conf.unknown_keys(&super::conf::all_entries()) {
+            tracing::warn!("{unknown}");
+        }
+        Ok(conf)
+    }
+
+    /// The source that set `key` last (the one whose value counts), in words; `None` when
+    /// `conf` does not hold it (a default or a missing value is at fault) or when the source
+    /// already names the key (`--conf key=value`).
+    fn origin(&self, conf: &EmberConf, key: &str) -> Option<String> {
+        if !conf.contains(key) || self.common.conf.iter().any(|(k, _)| k == key) {
+            return None;
+        }
+        if let Some((_, flag, _)) = self.flags.0.iter().rev().find(|(k, _, _)| *k == key) {
+            return Some(format!("option {flag}"));
+        }
+        let set = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+        let define = format!("-D{key}=");
+        if let Some(var) = self
+            .opts_vars
+            .iter()
+            .rev()
+            .find(|var| set(var).is_some_and(|v| v.contains(&define)))
+        {
+            return Some(format!("environment variable {var}"));
+        }
+        let entries = super::conf::all_entries();
+        if let Some(var) = entries
+            .iter()
+            .find(|e| e.key() == key)
+            .and_then(|e| e.env())
+            .filter(|var| set(var).is_some())
+        {
+            return Some(format!("environment variable {var}"));
+        }
+        self.loader()
+            .properties_file_path()
+            .map(|path| format!("properties file {}", path.display()))
+    }
+
+    /// `error`, saying where the offending value came from when that is not evident.
+    fn explain(&self, conf: &EmberConf, error: DeployError) -> anyhow::Error {
+        let key = match &error {
+            DeployError::Conf(e) => e.key().map(str::to_owned),
+            DeployError::InvalidConfig { key, .. } => Some((*key).to_owned()),
+            _ => None,
+        };
+        match key.and_then(|key| self.origin(conf, &key)) {
+            Some(origin) => anyhow::Error::new(error).context(format!("in {origin}")),
+            None => error.into(),
+        }
+    }
+
+    /// An error of `role`'s `run`: a port that cannot be bound is named as the RPC port with the
+    /// key that sets it (the web UI's own error already says "web UI"); a bad value of a key
+    /// read at start-up (the RPC settings) says where it came from.
+    fn explain_run_error(
+        &self,
+        conf: &EmberConf,
+        error: DeployError,
+        role: &str,
+        port_key: &str,
+    ) -> anyhow::Error {
+        if matches!(error, DeployError::Rpc(RpcError::Bind { .. })) {
+            return anyhow::Error::new(error).context(format!(
+                "could not start the {role}'s RPC endpoint (port set by {port_key})"
+            ));
+        }
+        self.explain(conf, error)
     }
 }
 
@@ -135,19 +223,23 @@ async fn wait_for_signal() {
 
 pub(crate) fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     use ember_deploy::master;
-    let mut flags = Vec::new();
-    push(&mut flags, "ember.master.host", args.host);
-    push(&mut flags, "ember.master.port", args.port);
-    push(&mut flags, "ember.master.ui.port", args.webui_port);
-    let conf = load_conf(
-        &args.common,
-        &["EMBER_DAEMON_OPTS", "EMBER_MASTER_OPTS"],
+    let mut flags = Flags::default();
+    flags.push("ember.master.host", "--host", args.host);
+    flags.push("ember.master.port", "--port", args.port);
+    flags.push("ember.master.ui.port", "--webui-port", args.webui_port);
+    let sources = Sources {
+        common: &args.common,
+        opts_vars: &["EMBER_DAEMON_OPTS", "EMBER_MASTER_OPTS"],
         flags,
-    )?;
-    let config = master::config::MasterConfig::from_conf(&conf)?;
+    };
+    let conf = sources.load()?;
+    let config =
+        master::config::MasterConfig::from_conf(&conf).map_err(|e| sources.explain(&conf, e))?;
+    let conf = Arc::new(conf);
     run_daemon(|shutdown| async move {
-        master::run(config, Arc::new(conf), shutdown).await?;
-        Ok(())
+        master::run(config, conf.clone(), shutdown)
+            .await
+            .map_err(|e| sources.explain_run_error(&conf, e, "master", "ember.master.port"))
     })
 }
 
@@ -155,25 +247,29 @@ pub(crate) fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     use ember_deploy::worker;
     let masters = RpcAddress::parse_master_urls(&args.master)
         .with_context(|| format!("bad master URL {:?}", args.master))?;
-    let mut flags = Vec::new();
-    push(&mut flags, "ember.worker.host", args.host);
-    push(&mut flags, "ember.worker.port", args.port);
-    push(&mut flags, "ember.worker.ui.port", args.webui_port);
-    push(&mut flags, "ember.worker.cores", args.cores);
-    push(&mut flags, "ember.worker.memory", args.memory);
-    push(
-        &mut flags,
+    let mut flags = Flags::default();
+    flags.push("ember.worker.host", "--host", args.host);
+    flags.push("ember.worker.port", "--port", args.port);
+    flags.push("ember.worker.ui.port", "--webui-port", args.webui_port);
+    flags.push("ember.worker.cores", "--cores", args.cores);
+    flags.push("ember.worker.memory", "--memory", args.memory);
+    flags.push(
         "ember.worker.dir",
+        "--work-dir",
         args.work_dir.map(|d| d.display().to_string()),
     );
-    let conf = load_conf(
-        &args.common,
-        &["EMBER_DAEMON_OPTS", "EMBER_WORKER_OPTS"],
+    let sources = Sources {
+        common: &args.common,
+        opts_vars: &["EMBER_DAEMON_OPTS", "EMBER_WORKER_OPTS"],
         flags,
-    )?;
-    let config = worker::config::WorkerConfig::from_conf(&conf, masters)?;
+    };
+    let conf = sources.load()?;
+    let config = worker::config::WorkerConfig::from_conf(&conf, masters)
+        .map_err(|e| sources.explain(&conf, e))?;
+    let conf = Arc::new(conf);
     run_daemon(|shutdown| async move {
-        worker::run(config, Arc::new(conf), shutdown).await?;
-        Ok(())
+        worker::run(config, conf.clone(), shutdown)
+            .await
+            .map_err(|e| sources.explain_run_error(&conf, e, "worker", "ember.worker.port"))
     })
 }

@@ -51,8 +51,59 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ember: error: {err:#}");
+            eprintln!("ember: error: {}", error_text(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `err` and its causes joined by ": ", leaving out a cause whose text its parent already
+/// includes (many errors print their source inside their own message and also return it from
+/// `source()`, which `{:#}` would print twice).
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    /// An error that prints its source inside its own message and also returns it.
+    #[derive(Debug)]
+    struct Bind(std::io::Error);
+
+    impl std::fmt::Display for Bind {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "could not bind 127.0.0.1:1: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Bind {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn causes_are_printed_once() {
+        let io = std::io::Error::other("Address already in use");
+        let err = anyhow::Error::new(Bind(io)).context("could not start the master");
+        assert_eq!(
+            error_text(&err),
+            "could not start the master: could not bind 127.0.0.1:1: Address already in use"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&plain), "outer: inner");
     }
 }
