@@ -28,7 +28,6 @@ for ((i = 1; i <= instances; i++)); do
     port_args=(--port $((EMBER_WORKER_PORT + i - 1)))
   fi
   webui_port=$((EMBER_WORKER_WEBUI_PORT + i - 1))
-  # Each instance gets its own work directory unless one was chosen.
   "$sbin/ember-daemon.sh" start worker "$i" --webui-port "$webui_port" "${port_args[@]}" "$master" "$@" || status=1
 done
 exit $status

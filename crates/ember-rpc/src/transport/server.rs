@@ -56,6 +56,9 @@ async fn serve(env: RpcEnv, mut stream: TcpStream, remote: RpcAddress) {
             let conn = Connection::start(&env, stream, peer.clone(), buffered);
             env.outbox(&peer).adopt(&conn);
         }
+        Ok(Err(HandshakeFailure::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+            warn!(%remote, reason = %e, "refused a connection: malformed handshake frame");
+        }
         Ok(Err(HandshakeFailure::Io(e))) => {
             debug!(%remote, error = %e, "connection closed during the handshake");
         }
