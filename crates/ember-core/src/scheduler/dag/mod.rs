@@ -176,12 +176,43 @@ struct DagState {
     waiting: HashSet<StageId>,
     running: HashSet<StageId>,
     stopped_reason: Option<String>,
+    events: UnboundedReceiver<DagEvent>,
+}
+
+impl Drop for DagState {
+    /// The loop's task can be dropped without finishing (its runtime shut down while a stop was
+    /// in flight): every job still active or still queued fails then, with the stop's reason if
+    /// one was queued, so that no caller of `run_job` waits forever.
+    fn drop(&mut self) {
+        let mut reason = self.stopped_reason.clone();
+        let mut queued = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                DagEvent::CancelAllJobs { reason: r } => {
+                    reason.get_or_insert(r);
+                }
+                DagEvent::JobSubmitted { listener, .. } => queued.push(listener),
+                _ => {}
+            }
+        }
+        let reason = reason.unwrap_or_else(|| "the DAG scheduler stopped".to_owned());
+        let listeners = self
+            .jobs
+            .values()
+            .map(|job| &job.listener)
+            .chain(queued.iter());
+        for listener in listeners {
+            listener.job_failed(CoreError::ContextStopped {
+                reason: reason.clone(),
+            });
+        }
+    }
 }
 
 /// Handles events until every sender is gone or `stop` is cancelled; jobs still active then
 /// fail.
 pub(crate) async fn run_event_loop(
-    mut rx: UnboundedReceiver<DagEvent>,
+    rx: UnboundedReceiver<DagEvent>,
     task_scheduler: Arc<TaskScheduler>,
     stop: CancellationToken,
 ) {
@@ -194,17 +225,18 @@ pub(crate) async fn run_event_loop(
         waiting: HashSet::new(),
         running: HashSet::new(),
         stopped_reason: None,
+        events: rx,
     };
     loop {
         let event = tokio::select! {
             biased;
-            event = rx.recv() => event,
+            event = state.events.recv() => event,
             _ = stop.cancelled() => None,
         };
         let Some(event) = event else { break };
         state.handle(event);
         // Handle whatever else is queued before yielding (events come in bursts).
-        while let Ok(event) = rx.try_recv() {
+        while let Ok(event) = state.events.try_recv() {
             state.handle(event);
         }
     }
