@@ -110,6 +110,24 @@ pub(crate) struct Dispatcher {
     running: std::sync::Mutex<Vec<CancellationToken>>,
     closed: std::sync::atomic::AtomicBool,
     next_id: std::sync::atomic::AtomicU64,
+    /// Changes whenever an endpoint is added or removed, so that lookups can be cached.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// The last endpoint a connection routed to, valid while the dispatcher's generation holds.
+#[derive(Default)]
+pub(crate) struct LookupCache {
+    generation: u64,
+    name: String,
+    entry: Option<Arc<dyn EndpointEntry>>,
+}
+
+impl std::fmt::Debug for LookupCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupCache")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// What registering an endpoint hands to its task.
@@ -152,6 +170,7 @@ impl Dispatcher {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stopped = CancellationToken::new();
         endpoints.insert(name.to_owned(), Arc::new(TypedEntry { id, tx: tx.clone() }));
+        self.bump_generation();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         running.retain(|t| !t.is_cancelled());
         running.push(stopped.clone());
@@ -161,6 +180,27 @@ impl Dispatcher {
             rx,
             stopped,
         })
+    }
+
+    fn bump_generation(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Like [`lookup`](Self::lookup), reusing `cache` while no endpoint came or went.
+    pub(crate) fn lookup_cached<'c>(
+        &self,
+        cache: &'c mut LookupCache,
+        name: &str,
+    ) -> Option<&'c Arc<dyn EndpointEntry>> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        if cache.generation != generation || cache.name != name || cache.entry.is_none() {
+            cache.entry = self.lookup(name);
+            cache.name.clear();
+            cache.name.push_str(name);
+            cache.generation = generation;
+        }
+        cache.entry.as_ref()
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<Arc<dyn EndpointEntry>> {
@@ -186,6 +226,7 @@ impl Dispatcher {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         if let Some(entry) = entry {
+            self.bump_generation();
             entry.post_stop();
         }
     }
@@ -196,6 +237,7 @@ impl Dispatcher {
         let mut endpoints = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
         if endpoints.get(name).is_some_and(|e| e.id() == id) {
             endpoints.remove(name);
+            self.bump_generation();
         }
     }
 
@@ -207,6 +249,21 @@ impl Dispatcher {
         call: Option<RpcCallContext>,
     ) -> Result<(), (CallFailure, Option<RpcCallContext>)> {
         match self.lookup(name) {
+            Some(entry) => entry.post_remote(env, payload, call),
+            None => Err((CallFailure::EndpointNotFound, call)),
+        }
+    }
+
+    /// [`post_remote`](Self::post_remote) through a connection's lookup cache.
+    pub(crate) fn post_remote_cached(
+        &self,
+        cache: &mut LookupCache,
+        env: &RpcEnv,
+        name: &str,
+        payload: &[u8],
+        call: Option<RpcCallContext>,
+    ) -> Result<(), (CallFailure, Option<RpcCallContext>)> {
+        match self.lookup_cached(cache, name) {
             Some(entry) => entry.post_remote(env, payload, call),
             None => Err((CallFailure::EndpointNotFound, call)),
         }

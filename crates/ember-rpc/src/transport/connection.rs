@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::address::RpcAddress;
+use crate::dispatcher::LookupCache;
 use crate::endpoint::RpcCallContext;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, RpcError};
@@ -191,11 +192,13 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Bytes>,
 ) {
     let mut batch = BytesMut::new();
+    let cancelled = conn.cancel.clone().cancelled_owned();
+    tokio::pin!(cancelled);
     loop {
         let first = tokio::select! {
             biased;
             frame = rx.recv() => frame,
-            _ = conn.cancel.cancelled() => None,
+            _ = &mut cancelled => None,
         };
         let Some(first) = first else { break };
         if let Err(e) = write_batch(&mut wr, &mut batch, first, &mut rx).await {
@@ -248,11 +251,14 @@ async fn write_batch(
 
 async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mut buf: BytesMut) {
     let decoder = FrameDecoder::new(conn.max_frame);
+    let mut cache = LookupCache::default();
+    let cancelled = conn.cancel.clone().cancelled_owned();
+    tokio::pin!(cancelled);
     let error = 'read: loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Err(reason) = route(&env, &conn, frame) {
+                    if let Err(reason) = route(&env, &conn, &mut cache, frame) {
                         warn!(peer = %conn.peer, %reason, "closing connection: bad frame");
                         break 'read Some(reason);
                     }
@@ -269,7 +275,7 @@ async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mu
         }
         tokio::select! {
             biased;
-            _ = conn.cancel.cancelled() => break None,
+            _ = &mut cancelled => break None,
             read = rd.read_buf(&mut buf) => match read {
                 Ok(0) => break None,
                 Ok(_) => {}
@@ -289,10 +295,17 @@ async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mu
 }
 
 /// Routes one frame; an `Err` closes the connection.
-fn route(env: &RpcEnv, conn: &Arc<Connection>, frame: Bytes) -> Result<(), String> {
+fn route(
+    env: &RpcEnv,
+    conn: &Arc<Connection>,
+    cache: &mut LookupCache,
+    frame: Bytes,
+) -> Result<(), String> {
     match Envelope::decode(frame).map_err(|e| e.to_string())? {
         Envelope::OneWay { endpoint, payload } => {
-            if let Err((failure, _)) = env.dispatcher().post_remote(env, &endpoint, &payload, None)
+            if let Err((failure, _)) =
+                env.dispatcher()
+                    .post_remote_cached(cache, env, endpoint.as_str(), &payload, None)
             {
                 warn!(peer = %conn.peer, %endpoint, %failure, "dropped a one-way message");
             }
@@ -302,11 +315,14 @@ fn route(env: &RpcEnv, conn: &Arc<Connection>, frame: Bytes) -> Result<(), Strin
             endpoint,
             payload,
         } => {
-            let call = RpcCallContext::remote(&endpoint, conn.clone(), id);
-            if let Err((failure, call)) =
-                env.dispatcher()
-                    .post_remote(env, &endpoint, &payload, Some(call))
-            {
+            let call = RpcCallContext::remote(endpoint.as_str(), conn.clone(), id);
+            if let Err((failure, call)) = env.dispatcher().post_remote_cached(
+                cache,
+                env,
+                endpoint.as_str(),
+                &payload,
+                Some(call),
+            ) {
                 debug!(peer = %conn.peer, %endpoint, %failure, "failing a request");
                 match call {
                     Some(call) => call.send_failure(failure),

@@ -26,16 +26,38 @@ const KIND_FAILURE: u8 = 4;
 /// Longest endpoint name that fits the one-byte length.
 pub(crate) const MAX_NAME_LEN: usize = u8::MAX as usize;
 
+/// An endpoint name read from a frame: a slice of it, checked to be UTF-8 (no copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EndpointName(Bytes);
+
+impl EndpointName {
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for EndpointName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for EndpointName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A decoded envelope. Name and payload are slices of the frame (no copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Envelope {
     OneWay {
-        endpoint: String,
+        endpoint: EndpointName,
         payload: Bytes,
     },
     Request {
         id: u64,
-        endpoint: String,
+        endpoint: EndpointName,
         payload: Bytes,
     },
     Response {
@@ -124,11 +146,12 @@ fn read_varint(buf: &mut Bytes) -> Result<u64, EnvelopeError> {
     Err(EnvelopeError::BadVarint)
 }
 
-fn read_name(buf: &mut Bytes) -> Result<String, EnvelopeError> {
+fn read_name(buf: &mut Bytes) -> Result<EndpointName, EnvelopeError> {
     let len = *buf.first().ok_or(EnvelopeError::Truncated)? as usize;
     let _ = split(buf, 1)?;
     let name = split(buf, len)?;
-    String::from_utf8(name.to_vec()).map_err(|_| EnvelopeError::BadName)
+    std::str::from_utf8(&name).map_err(|_| EnvelopeError::BadName)?;
+    Ok(EndpointName(name))
 }
 
 fn write_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -180,7 +203,7 @@ pub(crate) fn encode_one_way<T: Serialize + ?Sized>(
     message: &T,
     max: usize,
 ) -> Result<Bytes, RpcError> {
-    let mut out = start(KIND_ONE_WAY, 64 + endpoint.len());
+    let mut out = start(KIND_ONE_WAY, 128 + endpoint.len());
     write_name(&mut out, endpoint);
     finish(out, message, "message", max)
 }
@@ -192,7 +215,7 @@ pub(crate) fn encode_request<T: Serialize + ?Sized>(
     message: &T,
     max: usize,
 ) -> Result<Bytes, RpcError> {
-    let mut out = start(KIND_REQUEST, 64 + endpoint.len());
+    let mut out = start(KIND_REQUEST, 128 + endpoint.len());
     write_varint(&mut out, id);
     write_name(&mut out, endpoint);
     finish(out, message, "request", max)
@@ -204,7 +227,7 @@ pub(crate) fn encode_response<T: Serialize + ?Sized>(
     value: &T,
     max: usize,
 ) -> Result<Bytes, RpcError> {
-    let mut out = start(KIND_RESPONSE, 64);
+    let mut out = start(KIND_RESPONSE, 128);
     write_varint(&mut out, id);
     finish(out, value, "reply", max)
 }
@@ -264,7 +287,7 @@ mod tests {
         let req = encode_request(u64::MAX, "Worker", &7u8, 1 << 20).unwrap();
         assert!(matches!(
             Envelope::decode(body(req)).unwrap(),
-            Envelope::Request { id: u64::MAX, ref endpoint, .. } if endpoint == "Worker"
+            Envelope::Request { id: u64::MAX, ref endpoint, .. } if *endpoint == "Worker"
         ));
         let resp = encode_response(300, &true, 1 << 20).unwrap();
         assert!(matches!(
@@ -338,7 +361,7 @@ mod tests {
             match Envelope::decode(whole.slice(..cut)) {
                 Ok(Envelope::Request { id: got, endpoint, .. }) => {
                     prop_assert_eq!(got, id);
-                    prop_assert_eq!(endpoint, name);
+                    prop_assert_eq!(endpoint.as_str(), name.as_str());
                 }
                 Ok(other) => prop_assert!(false, "decoded as {:?}", other),
                 Err(_) => {}
