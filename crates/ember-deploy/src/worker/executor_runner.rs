@@ -113,7 +113,7 @@ pub fn run(
             &ctx.web_ui_url,
             &format!("appId={}&executorId={}", launch.app_id, launch.exec_id),
         );
-        let extra_env = vec![
+        let mut extra_env = vec![
             (
                 ENV_EXECUTOR_DIRS.to_owned(),
                 launch.app_local_dir.display().to_string(),
@@ -121,6 +121,7 @@ pub fn run(
             (ENV_LOG_URL_STDOUT.to_owned(), format!("{logs}stdout")),
             (ENV_LOG_URL_STDERR.to_owned(), format!("{logs}stderr")),
         ];
+        extra_env.extend(ctx.child_env.iter().cloned());
         let spec = process_spec(command, &binary, &subs, extra_env, &launch.dir);
         if let Err(e) = write_header(&spec, "Ember Executor Command") {
             report(ExecutorState::Failed, Some(e.to_string()), None);
@@ -225,6 +226,7 @@ mod tests {
             host: "h1".into(),
             worker_url: "ember://Worker@h1:7078".into(),
             web_ui_url: "http://h1:8081".into(),
+            child_env: vec![("EMBER_AUTHENTICATE_SECRET".into(), "s3cret".into())],
         };
         let launch = ExecutorLaunch {
             app_id: "app-1".into(),
@@ -277,6 +279,7 @@ mod tests {
     #[tokio::test]
     async fn reports_launching_running_then_exited_with_the_code() {
         let f = fixture("exit").await;
+        assert!(!format!("{:?}", f.ctx).contains("s3cret"), "{:?}", f.ctx);
         let handle = RunnerHandle::new();
         let task = tokio::spawn(run(f.ctx.clone(), f.launch.clone(), &handle));
         let process = f.launcher.wait_for_launches(1).await.remove(0);
@@ -293,8 +296,11 @@ mod tests {
             env[ENV_EXECUTOR_DIRS],
             f.dir.join("local").display().to_string()
         );
+        // The worker's own secret reaches the child through its environment only.
+        assert_eq!(env["EMBER_AUTHENTICATE_SECRET"], "s3cret");
         let header = std::fs::read_to_string(f.launch.dir.join("stderr")).unwrap();
         assert!(header.starts_with("Ember Executor Command: \""), "{header}");
+        assert!(!header.contains("s3cret"), "{header}");
         process.exit(3);
         task.await.unwrap();
         assert!(handle.is_finished());
