@@ -21,10 +21,12 @@ use ember_deploy::client::{AppClient, AppClientConf, AppClientListener};
 use ember_deploy::description::{AppBinary, ApplicationDescription, Command};
 use ember_deploy::file_server::FileServer;
 use ember_deploy::ids::{AppId, WorkerId};
-use ember_deploy::messages::{ClientToMaster, MASTER_ENDPOINT, MasterMessage, MasterStateResponse};
+use ember_deploy::messages::{
+    AppToMaster, ClientToMaster, MASTER_ENDPOINT, MasterMessage, MasterStateResponse,
+};
 use ember_deploy::state::ExecutorState;
 use ember_rpc::{EmberConf, EndpointRef, RpcAddress, RpcEnv};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config;
 use crate::error::CoreError;
@@ -41,6 +43,8 @@ pub type OnDead = Box<dyn Fn(String) + Send + Sync>;
 
 /// How long asking the master for its state may take.
 const MASTER_STATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the master may take to answer the executor limit set when stopping.
+const STOP_ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The standalone backend.
 pub struct StandaloneBackend {
@@ -260,7 +264,27 @@ impl SchedulerBackend for StandaloneBackend {
         let endpoint = self.coarse.endpoint().clone();
         let client_endpoint = self.client.endpoint().clone();
         let env = self.env.clone();
+        let registered = self.client.active_master().zip(self.client.app_id());
         Box::pin(async move {
+            // No more executors: otherwise the master replaces each executor that exits below
+            // (it is only told the application finished afterwards), and the replacement is
+            // started only to be killed.
+            if let Some((master, app_id)) = registered {
+                let master: EndpointRef<MasterMessage> = env.endpoint_ref(master, MASTER_ENDPOINT);
+                let limited: Result<bool, _> = master
+                    .ask_with_timeout(
+                        AppToMaster::RequestExecutors {
+                            app_id,
+                            requested_total: 0,
+                        },
+                        STOP_ASK_TIMEOUT,
+                        ember_rpc::ASK_TIMEOUT_KEY,
+                    )
+                    .await;
+                if let Err(e) = limited {
+                    debug!(error = %e, "could not set the executor limit to 0 before stopping");
+                }
+            }
             // Executors first, then tell the master the application finished (Spark's order).
             let _: Result<bool, _> = endpoint
                 .ask_with_timeout(
