@@ -110,15 +110,27 @@ fn a_job_runs_on_daemon_processes_and_shows_in_the_masters_json() {
     }
 }
 
+/// The parent of process `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 #[test]
-fn executors_exit_when_their_worker_is_sigkilled() {
+fn executors_go_when_their_worker_stops_or_is_sigkilled() {
     let master = MasterProcess::start(&[]);
-    let worker = WorkerProcess::start(&master, 2, "1g");
+    let stopped = WorkerProcess::start(&master, 1, "1g");
+    let killed = WorkerProcess::start(&master, 1, "1g");
     let mut driver = spawn_driver(
         "scenario_cluster_job",
         &[
             ("EMBER_MASTER", master.url.as_str()),
-            ("APP_TEST_EXECUTORS", "1"),
+            ("APP_TEST_EXECUTORS", "2"),
         ],
     );
     let pids: Vec<u32> = driver
@@ -127,13 +139,53 @@ fn executors_exit_when_their_worker_is_sigkilled() {
         .split(',')
         .map(|p| p.parse().unwrap())
         .collect();
-    assert_eq!(pids.len(), 1);
-    // The worker dies without a chance to kill anything: the executor notices on its own.
-    worker.process.sigkill();
-    wait_until("the orphaned executor to exit", || process_gone(pids[0]));
+    let child_of = |worker: &WorkerProcess| {
+        *pids
+            .iter()
+            .find(|&&pid| parent_of(pid) == Some(worker.process.pid()))
+            .unwrap_or_else(|| panic!("no executor of worker {}: {pids:?}", worker.worker_id))
+    };
+    let (of_stopped, of_killed) = (child_of(&stopped), child_of(&killed));
+
+    // SIGTERM: the worker kills its executor before it exits.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stopped.process.pid() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    wait_until("the stopped worker's executor to go", || {
+        process_gone(of_stopped)
+    });
+    assert!(!process_gone(of_killed), "the other executor is unaffected");
+
+    // SIGKILL: the worker cannot act; its executor notices the worker is gone and exits.
+    killed.process.sigkill();
+    wait_until("the orphaned executor to exit", || process_gone(of_killed));
     driver.stderr.wait_for("removing executor");
     driver.close_stdin();
     driver.wait_success();
+}
+
+#[test]
+fn executors_exit_when_their_driver_is_sigkilled() {
+    let master = MasterProcess::start(&[]);
+    let _worker = WorkerProcess::start(&master, 2, "1g");
+    let driver = spawn_driver(
+        "scenario_cluster_job",
+        &[
+            ("EMBER_MASTER", master.url.as_str()),
+            ("APP_TEST_EXECUTORS", "1"),
+        ],
+    );
+    let app_id = driver.stdout.value("APP_ID");
+    let pid: u32 = driver.stdout.value("PIDS").parse().unwrap();
+    driver.sigkill();
+    wait_until("the executor to exit", || process_gone(pid));
+    wait_until("the master to finish the application", || {
+        master
+            .apps("completedapps")
+            .contains(&(app_id.clone(), "FINISHED".to_owned()))
+    });
 }
 
 /// Asks for more memory per executor than any worker has; waits for the test, then stops.
