@@ -2,7 +2,10 @@
 //!
 //! Spark counterpart: `SparkContext`. Creating one parses the master URL, starts the driver's
 //! RpcEnv on a small Tokio runtime of its own, the DAG and task schedulers, and the backend the
-//! URL selects (local threads, or a standalone cluster through the AppClient). Jobs are run
+//! URL selects: local threads, a standalone cluster through the AppClient, or — for
+//! `local-cluster[W,C,M]` — a Master and W Workers started in this process
+//! ([`local_cluster`](crate::local_cluster)) used as a standalone cluster, whose executors are
+//! this binary started again. Jobs are run
 //! with [`Context::run_job`], which blocks the calling thread until the job's results are in.
 //!
 //! A `Context` is a cheap handle: clone it freely and use it from many threads. The runtime
@@ -201,6 +204,8 @@ impl Context {
         let app_name = conf
             .get_opt(&config::APP_NAME)?
             .unwrap_or_else(default_app_name);
+        // Read before anything starts, so that no error can leave a started cluster behind.
+        let show_progress = conf.get(&config::SHOW_CONSOLE_PROGRESS)?;
         // Every shipped closure is sealed with the binary's digest; hashing the executable
         // takes a moment, so start it now rather than in the first job.
         let _ = std::thread::Builder::new()
@@ -242,16 +247,15 @@ impl Context {
             }
         };
         let shutdown = parts.env.shutdown_token().child_token();
-        let progress =
-            if conf.get(&config::SHOW_CONSOLE_PROGRESS)? && std::io::stderr().is_terminal() {
-                Some(ConsoleProgressBar::start(
-                    parts.scheduler.clone(),
-                    &handle,
-                    shutdown.clone(),
-                ))
-            } else {
-                None
-            };
+        let progress = if show_progress && std::io::stderr().is_terminal() {
+            Some(ConsoleProgressBar::start(
+                parts.scheduler.clone(),
+                &handle,
+                shutdown.clone(),
+            ))
+        } else {
+            None
+        };
         let inner = Arc::new(ContextInner {
             conf,
             app_name,

@@ -15,9 +15,10 @@
 //! The process runs in the executor's directory `<work dir>/<app id>/<exec id>` with its output
 //! appended to `stdout` and `stderr` there (`stderr` starts with an `Ember Executor Command:`
 //! header). Besides the command's own (substituted) environment it gets
-//! `EMBER_LOG_URL_STDOUT`/`EMBER_LOG_URL_STDERR` (its log pages on the worker UI) and
+//! `EMBER_LOG_URL_STDOUT`/`EMBER_LOG_URL_STDERR` (its log pages on the worker UI),
 //! `EMBER_EXECUTOR_DIRS` (the application's scratch directory on this worker, deleted when the
-//! application finishes).
+//! application finishes) and the worker's own [`child_env`](super::command::RunnerContext)
+//! (`EMBER_AUTHENTICATE_SECRET` when `ember.authenticate` is on).
 
 use std::path::PathBuf;
 use std::time::Duration;
