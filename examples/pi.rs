@@ -2,10 +2,14 @@
 //!
 //! `pi [slices] [samples]`: draws `samples` points (default 100,000 per slice) in `slices`
 //! tasks (default 2) and prints the estimate and the time taken. The master comes from
-//! `EMBER_MASTER` or `conf/ember-defaults.conf`, else `local[*]`.
+//! `EMBER_MASTER` or `conf/ember-defaults.conf`, else `local-cluster[2,1,1024]`: a Master and two
+//! one-core Workers inside this process, whose executors are this very binary started again in
+//! the executor role.
 //!
 //! ```text
+//! cargo run --release -p ember --example pi
 //! cargo run --release -p ember --example pi -- 20 100000000
+//! EMBER_MASTER='local[*]' cargo run --release -p ember --example pi
 //! EMBER_MASTER=ember://host:7077 cargo run --release -p ember --example pi -- 20 100000000
 //! ```
 
@@ -30,7 +34,7 @@ fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         let ctx = ember::Context::builder()
             .app_name("pi")
-            .master_if_unset("local[*]")
+            .master_if_unset("local-cluster[2,1,1024]")
             .get_or_create()?;
         let started = start.elapsed();
 

@@ -2,7 +2,10 @@
 //!
 //! Spark counterpart: `SparkContext`. Creating one parses the master URL, starts the driver's
 //! RpcEnv on a small Tokio runtime of its own, the DAG and task schedulers, and the backend the
-//! URL selects (local threads, or a standalone cluster through the AppClient). Jobs are run
+//! URL selects: local threads, a standalone cluster through the AppClient, or — for
+//! `local-cluster[W,C,M]` — a Master and W Workers started in this process
+//! ([`local_cluster`](crate::local_cluster)) used as a standalone cluster, whose executors are
+//! this binary started again. Jobs are run
 //! with [`Context::run_job`], which blocks the calling thread until the job's results are in.
 //!
 //! A `Context` is a cheap handle: clone it freely and use it from many threads. The runtime
@@ -37,10 +40,11 @@ use tracing::{info, warn};
 use crate::closure::TaskFn;
 use crate::config;
 use crate::error::CoreError;
+use crate::local_cluster::{LocalCluster, LocalClusterBackend, LocalClusterSpec};
 use crate::master_url::MasterUrl;
 use crate::scheduler::backend::SchedulerBackend;
 use crate::scheduler::backend::local::LocalBackend;
-use crate::scheduler::backend::standalone::StandaloneBackend;
+use crate::scheduler::backend::standalone::{OnDead, StandaloneBackend};
 use crate::scheduler::dag::{DagScheduler, run_event_loop};
 use crate::scheduler::task::{StageProgress, TaskScheduler, starvation_watch};
 use crate::ui::ConsoleProgressBar;
@@ -63,6 +67,9 @@ struct ContextInner {
     handle: tokio::runtime::Handle,
     env: RpcEnv,
     dag: DagScheduler,
+    /// The DAG scheduler's event loop: stopping waits for it, so that every job has been
+    /// failed (with the reason) before the runtime goes.
+    dag_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
     scheduler: Arc<TaskScheduler>,
     backend: Arc<dyn SchedulerBackend>,
     stopped: Mutex<Option<String>>,
@@ -180,17 +187,25 @@ impl Context {
     pub fn new(conf: EmberConf) -> Result<Context, CoreError> {
         let master_text = conf.get(&config::MASTER)?;
         let master = MasterUrl::parse(&master_text)?;
-        if let MasterUrl::LocalCluster { .. } = master {
-            return Err(CoreError::ModeNotAvailable {
-                master: master_text,
-                reason: "local-cluster mode needs the in-process Master and Workers, which are \
-                         not part of this build yet; use local[N] or a standalone cluster"
-                    .to_owned(),
-            });
+        let mut conf = conf;
+        if let MasterUrl::LocalCluster {
+            workers,
+            cores_per_worker,
+            memory_per_worker_mb,
+        } = master
+        {
+            LocalClusterSpec {
+                workers,
+                cores_per_worker,
+                memory_per_worker_mb,
+            }
+            .fit_conf(&mut conf, &master_text)?;
         }
         let app_name = conf
             .get_opt(&config::APP_NAME)?
             .unwrap_or_else(default_app_name);
+        // Read before anything starts, so that no error can leave a started cluster behind.
+        let show_progress = conf.get(&config::SHOW_CONSOLE_PROGRESS)?;
         // Every shipped closure is sealed with the binary's digest; hashing the executable
         // takes a moment, so start it now rather than in the first job.
         let _ = std::thread::Builder::new()
@@ -232,16 +247,15 @@ impl Context {
             }
         };
         let shutdown = parts.env.shutdown_token().child_token();
-        let progress =
-            if conf.get(&config::SHOW_CONSOLE_PROGRESS)? && std::io::stderr().is_terminal() {
-                Some(ConsoleProgressBar::start(
-                    parts.scheduler.clone(),
-                    &handle,
-                    shutdown.clone(),
-                ))
-            } else {
-                None
-            };
+        let progress = if show_progress && std::io::stderr().is_terminal() {
+            Some(ConsoleProgressBar::start(
+                parts.scheduler.clone(),
+                &handle,
+                shutdown.clone(),
+            ))
+        } else {
+            None
+        };
         let inner = Arc::new(ContextInner {
             conf,
             app_name,
@@ -250,6 +264,7 @@ impl Context {
             handle,
             env: parts.env,
             dag: parts.dag,
+            dag_loop: Mutex::new(Some(parts.dag_loop)),
             scheduler: parts.scheduler,
             backend: parts.backend,
             stopped: Mutex::new(None),
@@ -331,7 +346,8 @@ impl Context {
         self.inner.backend.default_parallelism()
     }
 
-    /// How many executors are registered now (1 in local mode: the driver itself).
+    /// How many executors are registered and ready to take tasks now (1 in local mode: the
+    /// driver itself).
     pub fn num_executors(&self) -> usize {
         self.inner.backend.num_executors()
     }
@@ -408,11 +424,20 @@ impl ContextInner {
         self.dag.cancel_all_jobs(reason);
         let backend = self.backend.clone();
         let env = self.env.clone();
+        let dag_loop = self
+            .dag_loop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let finished = block_on_runtime(
             &self.handle,
             async move {
                 backend.stop().await;
                 env.shutdown().await;
+                // The loop ends on the RpcEnv's shutdown token; once it has, no job waits.
+                if let Some(dag_loop) = dag_loop {
+                    let _ = dag_loop.await;
+                }
             },
             Some(STOP_TIMEOUT),
         );
@@ -444,6 +469,7 @@ impl Drop for ContextInner {
 struct Parts {
     env: RpcEnv,
     dag: DagScheduler,
+    dag_loop: tokio::task::JoinHandle<()>,
     scheduler: Arc<TaskScheduler>,
     backend: Arc<dyn SchedulerBackend>,
 }
@@ -454,11 +480,11 @@ async fn start(
     app_name: String,
     context: Arc<OnceLock<Weak<ContextInner>>>,
 ) -> Result<Parts, CoreError> {
-    let host = if master.is_local() {
-        "127.0.0.1".to_owned()
-    } else {
-        conf.get_opt(&config::DRIVER_HOST)?
-            .unwrap_or_else(ember_deploy::config::local_hostname)
+    let host = match &master {
+        MasterUrl::Local { .. } | MasterUrl::LocalCluster { .. } => "127.0.0.1".to_owned(),
+        MasterUrl::Standalone { .. } => conf
+            .get_opt(&config::DRIVER_HOST)?
+            .unwrap_or_else(ember_deploy::config::local_hostname),
     };
     let port = conf.get(&config::DRIVER_PORT)?;
     let env = RpcEnv::create(RpcEnvConfig::from_conf("ember-driver", host, port, &conf)?).await?;
@@ -469,7 +495,7 @@ async fn start(
     };
     let scheduler = Arc::new(TaskScheduler::new(max_failures, dag.sender()));
     let stop_token = env.shutdown_token();
-    tokio::spawn(run_event_loop(
+    let dag_loop = tokio::spawn(run_event_loop(
         events,
         scheduler.clone(),
         stop_token.clone(),
@@ -479,39 +505,81 @@ async fn start(
             LocalBackend::start(&env, scheduler.clone(), *threads).await?
         }
         MasterUrl::Standalone { masters } => {
-            let on_dead = move |reason: String| {
-                // Stopping blocks on the runtime this callback runs on: do it elsewhere.
-                let context = context.clone();
-                let _ = std::thread::Builder::new()
-                    .name("ember-context-stopper".into())
-                    .spawn(move || {
-                        if let Some(inner) = context.get().and_then(Weak::upgrade) {
-                            inner.stop_with(&reason);
-                        }
-                    });
-            };
             StandaloneBackend::start(
                 &env,
                 scheduler.clone(),
                 &conf,
                 &app_name,
                 masters.clone(),
-                Box::new(on_dead),
+                stop_when_dead(context),
             )
             .await?
         }
-        MasterUrl::LocalCluster { .. } => unreachable!("refused before starting"),
+        MasterUrl::LocalCluster {
+            workers,
+            cores_per_worker,
+            memory_per_worker_mb,
+        } => {
+            let spec = LocalClusterSpec {
+                workers: *workers,
+                cores_per_worker: *cores_per_worker,
+                memory_per_worker_mb: *memory_per_worker_mb,
+            };
+            let cluster = match LocalCluster::start(spec, &conf).await {
+                Ok(cluster) => cluster,
+                Err(e) => {
+                    env.shutdown().await;
+                    return Err(e);
+                }
+            };
+            let standalone = match StandaloneBackend::start(
+                &env,
+                scheduler.clone(),
+                &conf,
+                &app_name,
+                vec![cluster.master_address().clone()],
+                stop_when_dead(context),
+            )
+            .await
+            {
+                Ok(standalone) => standalone,
+                Err(e) => {
+                    cluster.stop().await;
+                    env.shutdown().await;
+                    return Err(e);
+                }
+            };
+            LocalClusterBackend::new(standalone, cluster)
+        }
     };
     scheduler.set_backend(backend.clone());
     if !master.is_local() {
+        // Standalone and local-cluster: executors may never come; say why while tasks wait.
         let interval = conf.get(&config::STARVATION_TIMEOUT)?;
         tokio::spawn(starvation_watch(scheduler.clone(), interval, stop_token));
     }
     Ok(Parts {
         env,
         dag,
+        dag_loop,
         scheduler,
         backend,
+    })
+}
+
+/// What the standalone backend calls when the cluster gives up on the application: stop the
+/// Context with the reason (running jobs fail with it).
+fn stop_when_dead(context: Arc<OnceLock<Weak<ContextInner>>>) -> OnDead {
+    Box::new(move |reason: String| {
+        // Stopping blocks on the runtime this callback runs on: do it elsewhere.
+        let context = context.clone();
+        let _ = std::thread::Builder::new()
+            .name("ember-context-stopper".into())
+            .spawn(move || {
+                if let Some(inner) = context.get().and_then(Weak::upgrade) {
+                    inner.stop_with(&reason);
+                }
+            });
     })
 }
 

@@ -95,6 +95,10 @@ pub enum CoreError {
         /// The driver's reason.
         reason: String,
     },
+    /// The cluster side failed: serving the application binary, or starting the Master and
+    /// Workers of `local-cluster` mode.
+    #[error(transparent)]
+    Deploy(ember_deploy::DeployError),
     /// An I/O operation of the runtime failed (starting threads, the async runtime, reading the
     /// executable).
     #[error("{what}: {source}")]
@@ -104,6 +108,16 @@ pub enum CoreError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+impl From<ember_deploy::DeployError> for CoreError {
+    fn from(e: ember_deploy::DeployError) -> Self {
+        match e {
+            ember_deploy::DeployError::Conf(e) => CoreError::Conf(e),
+            ember_deploy::DeployError::Rpc(e) => CoreError::Rpc(e),
+            other => CoreError::Deploy(other),
+        }
+    }
 }
 
 impl CoreError {

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`context`] | `SparkContext` |
 //! | [`master_url`] | `SparkMasterRegex` |
+//! | [`local_cluster`] | `LocalSparkCluster` |
 //! | [`config`] | `internal/config` entries of core |
 //! | [`scheduler`] | `org.apache.spark.scheduler` (+ `cluster`, `local`) |
 //! | [`executor`] | `org.apache.spark.executor` |
@@ -22,6 +23,7 @@ pub mod context;
 pub mod error;
 pub mod executor;
 pub mod ids;
+pub mod local_cluster;
 pub mod master_url;
 pub mod scheduler;
 pub mod storage;

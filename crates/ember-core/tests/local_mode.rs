@@ -147,15 +147,18 @@ fn stopped_contexts_refuse_jobs_and_stop_is_idempotent() {
 }
 
 #[test]
-fn bad_master_urls_and_local_cluster_are_errors() {
+fn bad_master_urls_and_oversized_executors_are_errors() {
     let err = Context::new(EmberConf::from_pairs([("ember.master", "local[0]")])).unwrap_err();
     assert!(err.to_string().contains("local[0]"), "{err}");
-    let err = Context::new(EmberConf::from_pairs([(
-        "ember.master",
-        "local-cluster[2,1,1024]",
-    )]))
+    // Spark parity: an executor larger than a local-cluster worker is refused before anything
+    // starts.
+    let err = Context::new(EmberConf::from_pairs([
+        ("ember.master", "local-cluster[2,1,512]"),
+        ("ember.executor.memory", "1g"),
+    ]))
     .unwrap_err();
     assert!(matches!(err, CoreError::ModeNotAvailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("ember.executor.memory"), "{err}");
 }
 
 #[test]

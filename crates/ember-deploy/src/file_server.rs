@@ -265,6 +265,42 @@ impl FileServer {
     ) -> Result<AppBinary, DeployError> {
         let path = path.as_ref().to_path_buf();
         let (digest, size) = digest_file_async(path.clone()).await?;
+        self.serve(path, name.into(), digest, size).await
+    }
+
+    /// Serves the running executable (through `/proc/self/exe`), named after
+    /// `std::env::current_exe()`.
+    pub async fn register_current_exe(&self) -> Result<AppBinary, DeployError> {
+        self.add_file_as("/proc/self/exe", current_exe_name()).await
+    }
+
+    /// [`register_current_exe`](Self::register_current_exe) under a SHA-256 digest the caller
+    /// already computed of the same image (a driver hashes its binary once at start for its
+    /// closures; hashing a large binary twice would double that cost). Fetchers verify the
+    /// bytes against `digest`, so a wrong one fails their fetch and never runs other code.
+    pub async fn register_current_exe_with_digest(
+        &self,
+        digest: String,
+    ) -> Result<AppBinary, DeployError> {
+        let path = PathBuf::from("/proc/self/exe");
+        let size = tokio::fs::metadata(&path)
+            .await
+            .map_err(|source| DeployError::Io {
+                action: "stat",
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        self.serve(path, current_exe_name(), digest, size).await
+    }
+
+    async fn serve(
+        &self,
+        path: PathBuf,
+        name: String,
+        digest: String,
+        size: u64,
+    ) -> Result<AppBinary, DeployError> {
         self.endpoint
             .ask::<()>(FileServerMessage::AddFile {
                 digest: digest.clone(),
@@ -273,7 +309,7 @@ impl FileServer {
             })
             .await?;
         let binary = AppBinary {
-            name: name.into(),
+            name,
             digest,
             size,
             location: BinaryLocation::FileServer(self.address().clone()),
@@ -281,17 +317,15 @@ impl FileServer {
         info!(path = %path.display(), digest = %binary.digest, size, "serving file");
         Ok(binary)
     }
+}
 
-    /// Serves the running executable (through `/proc/self/exe`), named after
-    /// `std::env::current_exe()`.
-    pub async fn register_current_exe(&self) -> Result<AppBinary, DeployError> {
-        let name = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .map(|n| n.trim_end_matches(" (deleted)").to_owned())
-            .unwrap_or_else(|| "app".to_owned());
-        self.add_file_as("/proc/self/exe", name).await
-    }
+/// The running executable's file name (`app` if it cannot be told).
+fn current_exe_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .map(|n| n.trim_end_matches(" (deleted)").to_owned())
+        .unwrap_or_else(|| "app".to_owned())
 }
 
 /// SHA-256 (lower-case hex) and size of a file, reading it in 1 MiB blocks. Blocking.
@@ -428,8 +462,10 @@ async fn fetch_into(
             .map_err(|e| io_err("write", e))?;
         received += expected;
     }
+    // No fsync: the bytes are checked against the digest below, and a worker re-verifies a
+    // cached binary once per process before using it, so a file damaged by a crash is fetched
+    // again rather than run. Syncing tens of MiB would only slow every executor launch.
     file.flush().await.map_err(|e| io_err("write", e))?;
-    file.sync_all().await.map_err(|e| io_err("sync", e))?;
     drop(file);
     check_digest(binary, &hex(&hasher.finalize()))
 }

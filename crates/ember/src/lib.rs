@@ -52,8 +52,10 @@ fn init_logging(default: &str) {
     let filter = std::env::var("EMBER_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| default.to_owned());
+    // Colours only on a terminal: an executor's stderr is a log file its worker serves.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

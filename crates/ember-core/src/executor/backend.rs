@@ -143,6 +143,13 @@ impl ExecutorBackend {
 
     async fn register(&mut self, ctx: &EndpointContext<ExecutorMessage>) -> Result<(), CoreError> {
         let executor_id = self.role.executor_id.clone();
+        // Started hashing when the process began (`run_executor`); wait off the runtime.
+        let digest = tokio::task::spawn_blocking(|| binary_digest().copied())
+            .await
+            .map_err(|e| CoreError::Io {
+                what: "hashing the executor's binary",
+                source: std::io::Error::other(e),
+            })??;
         info!(%executor_id, driver = %self.role.driver_url, "registering with the driver");
         let registration: ExecutorRegistration = self
             .driver
@@ -151,8 +158,8 @@ impl ExecutorBackend {
                 executor_ref: ctx.self_ref().clone(),
                 hostname: self.role.hostname.clone(),
                 cores: self.role.cores,
-                log_urls: Vec::new(),
-                binary_digest: *binary_digest()?,
+                log_urls: log_urls(std::env::vars()),
+                binary_digest: digest,
             })
             .await
             .map_err(|e| CoreError::RegistrationRefused {
@@ -251,6 +258,19 @@ impl ExecutorBackend {
     }
 }
 
+/// The log pages its worker serves, from `EMBER_LOG_URL_<NAME>` variables: `(name, url)` with
+/// the name in lower case (Spark's `CoarseGrainedExecutorBackend.extractLogUrls`).
+fn log_urls(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut urls: Vec<(String, String)> = vars
+        .filter_map(|(key, value)| {
+            key.strip_prefix("EMBER_LOG_URL_")
+                .map(|name| (name.to_ascii_lowercase(), value))
+        })
+        .collect();
+    urls.sort();
+    urls
+}
+
 impl RpcEndpoint for ExecutorBackend {
     type Message = ExecutorMessage;
 
@@ -342,5 +362,31 @@ impl RpcEndpoint for ExecutorBackend {
         if let Some(executor) = &self.executor {
             executor.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_urls_come_from_the_workers_variables() {
+        let vars = [
+            ("EMBER_LOG_URL_STDOUT", "http://w/logPage/?x&logType=stdout"),
+            ("EMBER_EXECUTOR_ID", "3"),
+            ("EMBER_LOG_URL_STDERR", "http://w/logPage/?x&logType=stderr"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(
+            super::log_urls(vars.into_iter()),
+            vec![
+                (
+                    "stderr".to_owned(),
+                    "http://w/logPage/?x&logType=stderr".to_owned()
+                ),
+                (
+                    "stdout".to_owned(),
+                    "http://w/logPage/?x&logType=stdout".to_owned()
+                ),
+            ]
+        );
     }
 }

@@ -54,6 +54,12 @@ pub fn run_if_executor_role() {
 
 /// Runs an executor until the driver stops it or goes away; returns the exit status and why.
 pub fn run_executor(role: ExecutorRole) -> Result<(i32, String), CoreError> {
+    // Registration carries the binary's digest; hash while the RpcEnv starts and connects.
+    let _ = std::thread::Builder::new()
+        .name("ember-digest".into())
+        .spawn(|| {
+            let _ = crate::closure::binary_digest();
+        });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

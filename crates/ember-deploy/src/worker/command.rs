@@ -36,6 +36,10 @@ pub struct RunnerContext {
     pub worker_url: String,
     /// The worker's web UI, for the log URLs given to children.
     pub web_ui_url: String,
+    /// Variables the worker itself gives every child, after the command's own: the
+    /// authentication secret when `ember.authenticate` is on (see [`child_environment`]).
+    /// Their values are never logged.
+    pub child_env: Vec<(String, String)>,
 }
 
 impl fmt::Debug for RunnerContext {
@@ -46,6 +50,10 @@ impl fmt::Debug for RunnerContext {
             .field("host", &self.host)
             .field("worker_url", &self.worker_url)
             .field("web_ui_url", &self.web_ui_url)
+            .field(
+                "child_env",
+                &self.child_env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -91,6 +99,32 @@ impl RunnerHandle {
     pub(crate) fn done_guard(&self) -> tokio_util::sync::DropGuard {
         self.done.clone().drop_guard()
     }
+}
+
+/// The variables a worker adds to every child's environment from its own configuration.
+///
+/// Spark parity: `CommandUtils.buildLocalCommand` puts the worker's secret in the child's
+/// environment (`_SPARK_AUTH_SECRET`) when authentication is on, rather than on its command
+/// line. Here the variable is the one `ember.authenticate.secret` is read from
+/// (`EMBER_AUTHENTICATE_SECRET`), so the child's RpcEnv finds it; the secret never travels in an
+/// application or driver description.
+pub fn child_environment(
+    conf: &ember_rpc::EmberConf,
+) -> Result<Vec<(String, String)>, ember_rpc::ConfError> {
+    use ember_rpc::env::{AUTHENTICATE, AUTHENTICATE_SECRET};
+    if !conf.get(&AUTHENTICATE)? {
+        return Ok(Vec::new());
+    }
+    let secret = conf
+        .get_opt(&AUTHENTICATE_SECRET)?
+        .filter(|s| !s.is_empty())
+        .ok_or(ember_rpc::ConfError::Missing {
+            key: AUTHENTICATE_SECRET.key().to_owned(),
+        })?;
+    let var = AUTHENTICATE_SECRET
+        .env()
+        .expect("ember.authenticate.secret declares its variable");
+    Ok(vec![(var.to_owned(), secret)])
 }
 
 /// Placeholder values for one process.
@@ -203,6 +237,27 @@ pub fn log_url_base(web_ui_url: &str, query: &str) -> String {
 mod tests {
     use super::*;
     use crate::description::{AppBinary, BinaryLocation};
+
+    #[test]
+    fn children_get_the_secret_only_when_authentication_is_on() {
+        use ember_rpc::EmberConf;
+        let off = EmberConf::from_pairs([("ember.authenticate.secret", "s")]);
+        assert_eq!(child_environment(&off).unwrap(), Vec::new());
+        let on = EmberConf::from_pairs([
+            ("ember.authenticate", "true"),
+            ("ember.authenticate.secret", "s"),
+        ]);
+        assert_eq!(
+            child_environment(&on).unwrap(),
+            vec![("EMBER_AUTHENTICATE_SECRET".to_owned(), "s".to_owned())]
+        );
+        let missing = EmberConf::from_pairs([("ember.authenticate", "true")]);
+        let err = child_environment(&missing).unwrap_err();
+        assert!(
+            err.to_string().contains("ember.authenticate.secret"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn placeholders_are_replaced_in_arguments_and_environment() {

@@ -94,10 +94,11 @@ async fn supervise(
         &ctx.worker_url,
     );
     let logs = log_url_base(&ctx.web_ui_url, &format!("driverId={}", launch.driver_id));
-    let extra_env = vec![
+    let mut extra_env = vec![
         ("EMBER_LOG_URL_STDOUT".to_owned(), format!("{logs}stdout")),
         ("EMBER_LOG_URL_STDERR".to_owned(), format!("{logs}stderr")),
     ];
+    extra_env.extend(ctx.child_env.iter().cloned());
     let spec = process_spec(command, &binary, &subs, extra_env, &launch.dir);
     let mut backoff = INITIAL_BACKOFF;
     loop {
@@ -197,6 +198,7 @@ mod tests {
             host: "h1".into(),
             worker_url: "ember://Worker@h1:7078".into(),
             web_ui_url: "http://h1:8081".into(),
+            child_env: Vec::new(),
         };
         let launch = DriverLaunch {
             driver_id: "driver-1".into(),

@@ -50,6 +50,8 @@ pub(crate) struct WorkerEndpoint {
     web_ui_url: String,
     launcher: Arc<dyn ProcessLauncher>,
     exit: Arc<ExitSignal>,
+    /// Given to every child (the secret, when authentication is on).
+    child_env: Vec<(String, String)>,
     registration: Registration<EndpointRef<MasterMessage>>,
     retry_timer: Armed,
     heartbeat_timer: Armed,
@@ -86,6 +88,7 @@ impl WorkerEndpoint {
         web_ui_url: String,
         launcher: Arc<dyn ProcessLauncher>,
         exit: Arc<ExitSignal>,
+        child_env: Vec<(String, String)>,
     ) -> Self {
         let schedule = RetrySchedule::new(&config.registration, registration_fuzz());
         let registration =
@@ -97,6 +100,7 @@ impl WorkerEndpoint {
             web_ui_url,
             launcher,
             exit,
+            child_env,
             registration,
             retry_timer: Armed::default(),
             heartbeat_timer: Armed::default(),
@@ -706,6 +710,7 @@ impl RpcEndpoint for WorkerEndpoint {
             host: self.config.host.clone(),
             worker_url: ctx.self_ref().url(),
             web_ui_url: self.web_ui_url.clone(),
+            child_env: self.child_env.clone(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         self.sync = Some(tx);

@@ -15,9 +15,10 @@
 //! The process runs in the executor's directory `<work dir>/<app id>/<exec id>` with its output
 //! appended to `stdout` and `stderr` there (`stderr` starts with an `Ember Executor Command:`
 //! header). Besides the command's own (substituted) environment it gets
-//! `EMBER_LOG_URL_STDOUT`/`EMBER_LOG_URL_STDERR` (its log pages on the worker UI) and
+//! `EMBER_LOG_URL_STDOUT`/`EMBER_LOG_URL_STDERR` (its log pages on the worker UI),
 //! `EMBER_EXECUTOR_DIRS` (the application's scratch directory on this worker, deleted when the
-//! application finishes).
+//! application finishes) and the worker's own [`child_env`](super::command::RunnerContext)
+//! (`EMBER_AUTHENTICATE_SECRET` when `ember.authenticate` is on).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -113,7 +114,7 @@ pub fn run(
             &ctx.web_ui_url,
             &format!("appId={}&executorId={}", launch.app_id, launch.exec_id),
         );
-        let extra_env = vec![
+        let mut extra_env = vec![
             (
                 ENV_EXECUTOR_DIRS.to_owned(),
                 launch.app_local_dir.display().to_string(),
@@ -121,6 +122,7 @@ pub fn run(
             (ENV_LOG_URL_STDOUT.to_owned(), format!("{logs}stdout")),
             (ENV_LOG_URL_STDERR.to_owned(), format!("{logs}stderr")),
         ];
+        extra_env.extend(ctx.child_env.iter().cloned());
         let spec = process_spec(command, &binary, &subs, extra_env, &launch.dir);
         if let Err(e) = write_header(&spec, "Ember Executor Command") {
             report(ExecutorState::Failed, Some(e.to_string()), None);
@@ -225,6 +227,7 @@ mod tests {
             host: "h1".into(),
             worker_url: "ember://Worker@h1:7078".into(),
             web_ui_url: "http://h1:8081".into(),
+            child_env: vec![("EMBER_AUTHENTICATE_SECRET".into(), "s3cret".into())],
         };
         let launch = ExecutorLaunch {
             app_id: "app-1".into(),
@@ -277,6 +280,7 @@ mod tests {
     #[tokio::test]
     async fn reports_launching_running_then_exited_with_the_code() {
         let f = fixture("exit").await;
+        assert!(!format!("{:?}", f.ctx).contains("s3cret"), "{:?}", f.ctx);
         let handle = RunnerHandle::new();
         let task = tokio::spawn(run(f.ctx.clone(), f.launch.clone(), &handle));
         let process = f.launcher.wait_for_launches(1).await.remove(0);
@@ -293,8 +297,11 @@ mod tests {
             env[ENV_EXECUTOR_DIRS],
             f.dir.join("local").display().to_string()
         );
+        // The worker's own secret reaches the child through its environment only.
+        assert_eq!(env["EMBER_AUTHENTICATE_SECRET"], "s3cret");
         let header = std::fs::read_to_string(f.launch.dir.join("stderr")).unwrap();
         assert!(header.starts_with("Ember Executor Command: \""), "{header}");
+        assert!(!header.contains("s3cret"), "{header}");
         process.exit(3);
         task.await.unwrap();
         assert!(handle.is_finished());

@@ -35,10 +35,12 @@
 //! | `{{MEMORY_MB}}` | memory granted, MiB | the driver's memory |
 //! | `{{WORKER_URL}}` | `ember://Worker@host:port` | same |
 //!
-//! It adds `EMBER_LOG_URL_STDOUT` / `EMBER_LOG_URL_STDERR` (the log pages on this worker's UI)
-//! and, for executors, `EMBER_EXECUTOR_DIRS` (the application's scratch directory on this
-//! worker, removed when the application finishes); the rest of the environment is the worker's,
-//! plus the command's own variables.
+//! It adds `EMBER_LOG_URL_STDOUT` / `EMBER_LOG_URL_STDERR` (the log pages on this worker's UI),
+//! for executors `EMBER_EXECUTOR_DIRS` (the application's scratch directory on this worker,
+//! removed when the application finishes), and, when `ember.authenticate` is on, the worker's
+//! own `EMBER_AUTHENTICATE_SECRET` (a secret never travels in a description; see
+//! [`command::child_environment`]); the rest of the environment is the worker's, plus the
+//! command's own variables.
 
 pub mod app_cache;
 mod bookkeeping;
@@ -104,8 +106,9 @@ pub async fn start_with_launcher(
     launcher: Arc<dyn ProcessLauncher>,
 ) -> Result<WorkerHandle, DeployError> {
     let rpc_config = RpcEnvConfig::from_conf(SYSTEM_NAME, &config.host, config.port, &conf)?;
+    let child_env = command::child_environment(&conf)?;
     let env = RpcEnv::create(rpc_config).await?;
-    match start_in(&env, config, launcher).await {
+    match start_in(&env, config, launcher, child_env).await {
         Ok(handle) => Ok(handle),
         Err(e) => {
             env.shutdown().await;
@@ -118,6 +121,7 @@ async fn start_in(
     env: &RpcEnv,
     config: WorkerConfig,
     launcher: Arc<dyn ProcessLauncher>,
+    child_env: Vec<(String, String)>,
 ) -> Result<WorkerHandle, DeployError> {
     let listener = crate::web::bind("worker web UI", &config.host, config.ui_port).await?;
     let ui_port = listener
@@ -147,6 +151,7 @@ async fn start_in(
         web_ui_url.clone(),
         launcher,
         exit.clone(),
+        child_env,
     );
     let worker_ref = match env.setup_endpoint(WORKER_ENDPOINT, endpoint).await {
         Ok(worker_ref) => worker_ref,

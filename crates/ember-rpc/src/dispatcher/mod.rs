@@ -282,6 +282,11 @@ impl Dispatcher {
         }
     }
 
+    /// Whether [`stop_all`](Self::stop_all) has begun.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Refuses new endpoints, stops every endpoint, and waits until all have run `on_stop`.
     pub(crate) async fn stop_all(&self) {
         self.closed

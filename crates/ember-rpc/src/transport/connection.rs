@@ -307,7 +307,14 @@ fn route(
                 env.dispatcher()
                     .post_remote_cached(cache, env, endpoint.as_str(), &payload, None)
             {
-                warn!(peer = %conn.peer, %endpoint, %failure, "dropped a one-way message");
+                if env.dispatcher().is_closed() {
+                    // Spark parity: `Dispatcher.postOneWayMessage` logs a message that arrives
+                    // after the RpcEnv began stopping at debug level; it is expected then.
+                    debug!(peer = %conn.peer, %endpoint, %failure,
+                        "dropped a one-way message: this RpcEnv is shutting down");
+                } else {
+                    warn!(peer = %conn.peer, %endpoint, %failure, "dropped a one-way message");
+                }
             }
         }
         Envelope::Request {

@@ -54,7 +54,7 @@ const TASK_DESCRIPTION_SIZE: usize = 48;
 pub struct DriverShared {
     /// Cores of the registered executors.
     pub total_cores: AtomicUsize,
-    /// Registered executors.
+    /// Registered executors ready for tasks (counted from their `LaunchedExecutor`).
     pub num_executors: AtomicUsize,
     /// The application id, once the cluster manager gave one.
     pub app_id: Mutex<Option<String>>,
@@ -190,7 +190,6 @@ impl DriverEndpoint {
         self.shared
             .total_cores
             .fetch_add(cores as usize, Ordering::Relaxed);
-        self.shared.num_executors.fetch_add(1, Ordering::Relaxed);
         Ok(ExecutorRegistration {
             app_id: self.shared.app_id(),
             conf: self.conf.app_conf.clone(),
@@ -371,7 +370,9 @@ impl DriverEndpoint {
         self.shared
             .total_cores
             .fetch_sub(executor.cores as usize, Ordering::Relaxed);
-        self.shared.num_executors.fetch_sub(1, Ordering::Relaxed);
+        if executor.launched {
+            self.shared.num_executors.fetch_sub(1, Ordering::Relaxed);
+        }
         self.scheduler
             .with_state(|s| s.executor_lost(executor_id, reason, caused_by_app));
         // The lost tasks are pending again.
@@ -450,6 +451,8 @@ impl RpcEndpoint for DriverEndpoint {
                     && !e.launched
                 {
                     e.launched = true;
+                    // Counted from now on: it takes tasks.
+                    self.shared.num_executors.fetch_add(1, Ordering::Relaxed);
                     e.free_slots = e.cores + self.conf.task_queue;
                     e.last_seen = Instant::now();
                     self.make_offers(Some(&executor_id));

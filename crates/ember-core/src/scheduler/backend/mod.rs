@@ -54,7 +54,8 @@ pub trait SchedulerBackend: Send + Sync + fmt::Debug {
         Box::pin(async { None })
     }
 
-    /// Executors registered now (local mode: the one inside the driver).
+    /// Executors registered and ready to take tasks now (local mode: the one inside the
+    /// driver).
     fn num_executors(&self) -> usize;
 
     /// The application's id given by the cluster manager, once known.

@@ -4,24 +4,30 @@
 //! Spark counterpart: `StandaloneSchedulerBackend`. It is the coarse-grained backend (the
 //! `CoarseGrainedScheduler` endpoint executors register with) plus the [`AppClient`] that
 //! registers the application with the masters, and the [`ApplicationDescription`] telling
-//! workers how to start executors: the driver's own binary, fetched by its digest, run with
+//! workers how to start executors: the driver's own binary, served by the driver's
+//! [`FileServer`] under its SHA-256 digest and fetched by each worker into its cache, run with
 //! the user's arguments and the executor role selected by environment variables (see
 //! [`executor::role`](crate::executor::role)).
+//!
+//! The description carries no secret: with `ember.authenticate` on, the executor learns that
+//! authentication is on from `EMBER_EXECUTOR_OPTS`, and its worker gives it the secret from the
+//! worker's own configuration (`EMBER_AUTHENTICATE_SECRET`), as Spark's workers do.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ember_deploy::client::{AppClient, AppClientConf, AppClientListener};
-use ember_deploy::description::{AppBinary, ApplicationDescription, BinaryLocation, Command};
+use ember_deploy::description::{AppBinary, ApplicationDescription, Command};
+use ember_deploy::file_server::FileServer;
 use ember_deploy::ids::{AppId, WorkerId};
-use ember_deploy::messages::{ClientToMaster, MASTER_ENDPOINT, MasterMessage, MasterStateResponse};
+use ember_deploy::messages::{
+    AppToMaster, ClientToMaster, MASTER_ENDPOINT, MasterMessage, MasterStateResponse,
+};
 use ember_deploy::state::ExecutorState;
 use ember_rpc::{EmberConf, EndpointRef, RpcAddress, RpcEnv};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::closure::binary_digest;
 use crate::config;
 use crate::error::CoreError;
 use crate::executor::role;
@@ -37,6 +43,8 @@ pub type OnDead = Box<dyn Fn(String) + Send + Sync>;
 
 /// How long asking the master for its state may take.
 const MASTER_STATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the master may take to answer the executor limit set when stopping.
+const STOP_ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The standalone backend.
 pub struct StandaloneBackend {
@@ -46,6 +54,9 @@ pub struct StandaloneBackend {
     masters: Vec<RpcAddress>,
     env: RpcEnv,
     stopping: Arc<AtomicBool>,
+    /// Serves the binary to workers for as long as the backend lives (executors may be
+    /// relaunched at any time).
+    file_server: FileServer,
 }
 
 impl std::fmt::Debug for StandaloneBackend {
@@ -54,6 +65,7 @@ impl std::fmt::Debug for StandaloneBackend {
             .field("app", &self.app_desc.name)
             .field("masters", &self.masters)
             .field("app_id", &self.client.app_id())
+            .field("file_server", self.file_server.address())
             .finish()
     }
 }
@@ -150,13 +162,20 @@ impl StandaloneBackend {
         on_dead: OnDead,
     ) -> Result<Arc<StandaloneBackend>, CoreError> {
         let coarse = CoarseGrainedBackend::start(env, scheduler, conf).await?;
-        // PHASE 2 INTEGRATION POINT (binary distribution): register the driver's FileServer
-        // endpoint (`ember_deploy::file_server`, serving `/proc/self/exe` by digest in chunks)
-        // in `env` here, under `ember_deploy::messages::FILE_SERVER_ENDPOINT`. The description
-        // below already points workers at it (`BinaryLocation::FileServer(env.address())`);
-        // until it is registered, workers cannot fetch the binary from this driver.
-        let app_desc =
-            application_description(conf, app_name, &coarse.driver_url(), env.address())?;
+        let file_server = FileServer::start(env).await?;
+        // The digest executors must match; the same image the file server reads, hashed once.
+        // (Hashing may still be under way on the thread `Context::new` started: wait off the
+        // runtime's threads.)
+        let digest = tokio::task::spawn_blocking(|| {
+            crate::closure::binary_digest().map(ToString::to_string)
+        })
+        .await
+        .map_err(|e| CoreError::Io {
+            what: "hashing the application binary",
+            source: std::io::Error::other(e),
+        })??;
+        let binary = file_server.register_current_exe_with_digest(digest).await?;
+        let app_desc = application_description(conf, app_name, &coarse.driver_url(), binary)?;
         info!(app = %app_desc.name, command = %app_desc.command, masters = ?masters,
             "starting the standalone backend");
         let stopping = Arc::new(AtomicBool::new(false));
@@ -168,7 +187,7 @@ impl StandaloneBackend {
             on_dead,
             stopping: stopping.clone(),
         });
-        let client_conf = AppClientConf::from_conf(conf).map_err(deploy_error)?;
+        let client_conf = AppClientConf::from_conf(conf)?;
         let client = AppClient::start(
             env,
             masters.clone(),
@@ -176,8 +195,7 @@ impl StandaloneBackend {
             listener,
             client_conf,
         )
-        .await
-        .map_err(deploy_error)?;
+        .await?;
         Ok(Arc::new(StandaloneBackend {
             coarse,
             client,
@@ -185,6 +203,7 @@ impl StandaloneBackend {
             masters,
             env: env.clone(),
             stopping,
+            file_server,
         }))
     }
 
@@ -194,40 +213,16 @@ impl StandaloneBackend {
     }
 }
 
-fn deploy_error(e: ember_deploy::DeployError) -> CoreError {
-    match e {
-        ember_deploy::DeployError::Conf(e) => CoreError::Conf(e),
-        ember_deploy::DeployError::Rpc(e) => CoreError::Rpc(e),
-        other => CoreError::ModeNotAvailable {
-            master: "ember://".to_owned(),
-            reason: other.to_string(),
-        },
-    }
-}
-
-/// What the application asks the master for, and how workers start its executors.
+/// What the application asks the master for, and how workers start its executors: `binary`
+/// (as served by the driver's file server) with the driver's own arguments and the executor
+/// role's environment.
 pub fn application_description(
     conf: &EmberConf,
     app_name: &str,
     driver_url: &str,
-    driver_address: &RpcAddress,
+    binary: AppBinary,
 ) -> Result<ApplicationDescription, CoreError> {
     let memory = conf.get(&config::EXECUTOR_MEMORY)?.as_mib();
-    let exe = std::env::current_exe().map_err(|source| CoreError::Io {
-        what: "finding the application's executable",
-        source,
-    })?;
-    let image = if Path::new("/proc/self/exe").exists() {
-        Path::new("/proc/self/exe").to_path_buf()
-    } else {
-        exe.clone()
-    };
-    let size = std::fs::metadata(&image)
-        .map_err(|source| CoreError::Io {
-            what: "reading the size of the application's executable",
-            source,
-        })?
-        .len();
     Ok(ApplicationDescription {
         name: app_name.to_owned(),
         max_cores: conf.get_opt(&config::CORES_MAX)?,
@@ -235,15 +230,7 @@ pub fn application_description(
         cores_per_executor: conf.get_opt(&config::EXECUTOR_CORES)?,
         initial_executor_limit: conf.get_opt(&config::EXECUTOR_INSTANCES)?,
         command: Command {
-            binary: AppBinary {
-                name: exe
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "ember-app".to_owned()),
-                digest: binary_digest()?.to_string(),
-                size,
-                location: BinaryLocation::FileServer(driver_address.clone()),
-            },
+            binary,
             arguments: std::env::args().skip(1).collect(),
             environment: role::executor_environment(driver_url, conf),
         },
@@ -277,7 +264,27 @@ impl SchedulerBackend for StandaloneBackend {
         let endpoint = self.coarse.endpoint().clone();
         let client_endpoint = self.client.endpoint().clone();
         let env = self.env.clone();
+        let registered = self.client.active_master().zip(self.client.app_id());
         Box::pin(async move {
+            // No more executors: otherwise the master replaces each executor that exits below
+            // (it is only told the application finished afterwards), and the replacement is
+            // started only to be killed.
+            if let Some((master, app_id)) = registered {
+                let master: EndpointRef<MasterMessage> = env.endpoint_ref(master, MASTER_ENDPOINT);
+                let limited: Result<bool, _> = master
+                    .ask_with_timeout(
+                        AppToMaster::RequestExecutors {
+                            app_id,
+                            requested_total: 0,
+                        },
+                        STOP_ASK_TIMEOUT,
+                        ember_rpc::ASK_TIMEOUT_KEY,
+                    )
+                    .await;
+                if let Err(e) = limited {
+                    debug!(error = %e, "could not set the executor limit to 0 before stopping");
+                }
+            }
             // Executors first, then tell the master the application finished (Spark's order).
             let _: Result<bool, _> = endpoint
                 .ask_with_timeout(
@@ -343,5 +350,41 @@ impl SchedulerBackend for StandaloneBackend {
             .shared()
             .num_executors
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ember_deploy::description::BinaryLocation;
+
+    use super::*;
+
+    #[test]
+    fn the_description_never_carries_the_secret() {
+        let conf = EmberConf::from_pairs([
+            ("ember.authenticate", "true"),
+            ("ember.authenticate.secret", "hunter2"),
+            ("ember.executor.memory", "512m"),
+        ]);
+        let binary = AppBinary {
+            name: "app".into(),
+            digest: "0".repeat(64),
+            size: 1,
+            location: BinaryLocation::FileServer(RpcAddress::new("127.0.0.1", 1)),
+        };
+        let desc = application_description(
+            &conf,
+            "app",
+            "ember://CoarseGrainedScheduler@127.0.0.1:1",
+            binary.clone(),
+        )
+        .unwrap();
+        assert_eq!(desc.command.binary, binary);
+        assert_eq!(desc.memory_per_executor_mb, 512);
+        let env: std::collections::HashMap<_, _> =
+            desc.command.environment.iter().cloned().collect();
+        // The executor learns that authentication is on; its worker gives it the secret.
+        assert_eq!(env[role::OPTS_VAR], "-Dember.authenticate=true");
+        assert!(!format!("{desc:?}").contains("hunter2"), "{desc:?}");
     }
 }

@@ -240,7 +240,19 @@ pub(crate) async fn run_event_loop(
             state.handle(event);
         }
     }
-    state.cancel_all("the DAG scheduler stopped");
+    // Whatever is still queued is handled as stopped: a job submitted now fails (its waiter
+    // would otherwise wait forever), and a late `CancelAllJobs` still gives its reason.
+    rx.close();
+    if state.stopped_reason.is_none() {
+        state.stopped_reason = Some("the DAG scheduler stopped".to_owned());
+    }
+    while let Ok(event) = rx.try_recv() {
+        if let event @ (DagEvent::JobSubmitted { .. } | DagEvent::CancelAllJobs { .. }) = event {
+            state.handle(event);
+        }
+    }
+    let reason = state.stopped_reason.clone().unwrap_or_default();
+    state.cancel_all(&reason);
 }
 
 impl DagState {

@@ -6,7 +6,7 @@
 //! `startExecutorsOnWorkers`, `allocateWorkerResourceToExecutors`, `launchExecutor`,
 //! `killExecutor`. The placement arithmetic itself is in [`crate::master::scheduling`].
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use ember_rpc::RpcAddress;
 
@@ -132,7 +132,13 @@ impl Master {
     ) -> Vec<Effect> {
         self.begin(now);
         let Some(app) = self.apps.get_mut(app_id) else {
-            warn!(%app_id, %exec_id, "status update for an executor of an unknown application");
+            if state.is_finished() && self.completed_apps.iter().any(|a| &a.id == app_id) {
+                // Removing an application kills its executors; their final states arrive
+                // after it is gone. Expected, so not worth a warning.
+                debug!(%app_id, %exec_id, %state, "final state of an executor of a finished application");
+            } else {
+                warn!(%app_id, %exec_id, "status update for an executor of an unknown application");
+            }
             return self.finish();
         };
         let Some(exec) = app.executors.get_mut(&exec_id) else {

@@ -1,0 +1,383 @@
+//! Applications in `local` and `local-cluster[W,C,M]` mode, as real processes: the driver is this
+//! test binary started again (see `app_support`), its in-process workers start executors from
+//! the same binary, and faults are injected into those processes.
+
+mod app_support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context as _, ensure};
+use app_support::{
+    ProcessGuard, TempDir, process_gone, scenario, spawn_driver, tell, wait_for_test, wait_until,
+};
+use serde_closure::Fn;
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios: run only in driver processes started by the tests below (and in executors).
+// ---------------------------------------------------------------------------------------------
+
+fn context() -> anyhow::Result<ember::Context> {
+    let mut builder = ember::Context::builder()
+        .app_name("app-test")
+        .conf("ember.ui.showConsoleProgress", "false");
+    if let Ok(secret) = std::env::var("APP_TEST_SECRET") {
+        // Set in code, so that executors can only learn it from their worker.
+        builder = builder
+            .conf("ember.authenticate", "true")
+            .conf("ember.authenticate.secret", secret);
+    }
+    for (key, value) in std::env::vars() {
+        if let Some(key) = key.strip_prefix("APP_TEST_CONF_") {
+            builder = builder.conf(key.replace('_', "."), value);
+        }
+    }
+    Ok(builder.create()?)
+}
+
+fn expected_executors() -> usize {
+    std::env::var("APP_TEST_EXECUTORS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Two jobs with checked results; reports the executors' pids and that they exit at stop.
+#[test]
+fn scenario_jobs() {
+    scenario("scenario_jobs", || {
+        let ctx = context()?;
+        let executors = expected_executors();
+        wait_until("the executors", || ctx.num_executors() == executors);
+        let base = 3u64;
+        let results = ctx.run_job(
+            12,
+            Fn!(move |p: usize| (p as u64 * p as u64 + base, std::process::id())),
+        )?;
+        let values: Vec<u64> = results.iter().map(|(v, _)| *v).collect();
+        ensure!(
+            values == (0..12u64).map(|p| p * p + 3).collect::<Vec<_>>(),
+            "wrong squares: {values:?}"
+        );
+        let pids: BTreeSet<u32> = results.iter().map(|(_, pid)| *pid).collect();
+        let sums = ctx.run_job(100, Fn!(|p: usize| (0..=p as u64).sum::<u64>()))?;
+        let total: u64 = sums.iter().sum();
+        ensure!(total == 166_650, "wrong sum of sums: {total}");
+        tell(
+            "PIDS",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        tell("DRIVER_PID", std::process::id());
+        ctx.stop();
+        if !pids.contains(&std::process::id()) {
+            wait_until("the executors to exit", || {
+                pids.iter().all(|&pid| process_gone(pid))
+            });
+        }
+        tell("STOPPED", "ok");
+        Ok(())
+    });
+}
+
+fn pids_of(driver: &ProcessGuard) -> BTreeSet<u32> {
+    driver
+        .stdout
+        .value("PIDS")
+        .split(',')
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+fn run_jobs(master: &str, executors: usize) -> BTreeSet<u32> {
+    let executors_text = executors.to_string();
+    let mut driver = spawn_driver(
+        "scenario_jobs",
+        &[
+            ("EMBER_MASTER", master),
+            ("APP_TEST_EXECUTORS", executors_text.as_str()),
+        ],
+    );
+    driver.wait_success();
+    assert_eq!(driver.stdout.value("STOPPED"), "ok", "{}", driver.output());
+    let pids = pids_of(&driver);
+    // The local cluster's scratch directory went with it.
+    let scratch = format!("ember-local-cluster-{}-", driver.pid());
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&scratch))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    pids
+}
+
+#[test]
+fn local_and_local_cluster_jobs_give_correct_results() {
+    // local: the tasks run in the driver.
+    let pids = run_jobs("local[2]", 1);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+
+    // Two workers of one core: one executor process on each, both used.
+    let pids = run_jobs("local-cluster[2,1,1024]", 2);
+    assert_eq!(pids.len(), 2, "tasks ran on both executors: {pids:?}");
+
+    // One worker of two cores and 512 MiB: one two-core executor (its memory fits the worker).
+    let pids = run_jobs("local-cluster[1,2,512]", 1);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+}
+
+/// The first attempt of partition 5 SIGKILLs its own executor.
+#[test]
+fn scenario_executor_killed() {
+    scenario("scenario_executor_killed", || {
+        let ctx = context()?;
+        wait_until("two executors", || ctx.num_executors() == 2);
+        let marker = std::env::var("APP_TEST_MARKER").context("APP_TEST_MARKER")?;
+        let results = ctx.run_job(
+            8,
+            Fn!(move |p: usize| {
+                if p == 5 {
+                    kill_own_process_once(&marker);
+                }
+                (p * 10, std::process::id())
+            }),
+        )?;
+        let values: Vec<usize> = results.iter().map(|(v, _)| *v).collect();
+        ensure!(
+            values == (0..8).map(|p| p * 10).collect::<Vec<_>>(),
+            "wrong results after the executor was killed: {values:?}"
+        );
+        // The master gives the worker whose executor died a new one.
+        wait_until("a replacement executor", || ctx.num_executors() == 2);
+        let again = ctx.run_job(4, Fn!(|p: usize| p + 1))?;
+        ensure!(again == vec![1, 2, 3, 4], "{again:?}");
+        tell("OK", "done");
+        ctx.stop();
+        Ok(())
+    });
+}
+
+/// SIGKILLs the calling process, the first time only (`marker` records it).
+fn kill_own_process_once(marker: &str) {
+    let first = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(Path::new(marker))
+        .is_ok();
+    if first {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+    }
+}
+
+#[test]
+fn a_job_survives_an_executor_killed_in_the_middle() {
+    let dir = TempDir::new("killed");
+    let marker = dir.path().join("killed-once");
+    let marker = marker.display().to_string();
+    let mut driver = spawn_driver(
+        "scenario_executor_killed",
+        &[
+            ("EMBER_MASTER", "local-cluster[2,1,1024]"),
+            ("APP_TEST_MARKER", marker.as_str()),
+        ],
+    );
+    driver.wait_success();
+    assert_eq!(driver.stdout.value("OK"), "done");
+    assert!(Path::new(&marker).exists(), "the executor was killed");
+    let log = driver.stderr.text();
+    assert!(log.contains("removing executor"), "{}", driver.output());
+}
+
+/// Partition 1 always panics: the job fails with the panic message; the driver goes on.
+#[test]
+fn scenario_task_panics() {
+    scenario("scenario_task_panics", || {
+        let ctx = context()?;
+        let err = ctx
+            .run_job(
+                3,
+                Fn!(|p: usize| {
+                    if p == 1 {
+                        panic!("boom in partition {}", p);
+                    }
+                    p
+                }),
+            )
+            .err()
+            .context("the job should fail")?;
+        let failure = err.task_failure().context("a task failure")?.to_string();
+        tell("FAILURE", &failure);
+        tell("ERROR", &err);
+        let after = ctx.run_job(2, Fn!(|p: usize| p * 2))?;
+        ensure!(after == vec![0, 2], "{after:?}");
+        tell("AFTER", "ok");
+        ctx.stop();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_panicking_task_fails_its_job_with_the_panic_message() {
+    let mut driver = spawn_driver(
+        "scenario_task_panics",
+        &[
+            ("EMBER_MASTER", "local-cluster[1,2,512]"),
+            ("APP_TEST_CONF_ember_task_maxFailures", "3"),
+        ],
+    );
+    driver.wait_success();
+    let failure = driver.stdout.value("FAILURE");
+    assert!(failure.contains("boom in partition 1"), "{failure}");
+    let error = driver.stdout.value("ERROR");
+    assert!(error.contains("failed 3 times"), "{error}");
+    assert_eq!(driver.stdout.value("AFTER"), "ok");
+}
+
+/// Runs a job, says where the driver is, and waits for the test before stopping.
+#[test]
+fn scenario_idle() {
+    scenario("scenario_idle", || {
+        let ctx = context()?;
+        wait_until("the executors", || {
+            ctx.num_executors() == expected_executors()
+        });
+        let pids = ctx.run_job(4, Fn!(|_p: usize| std::process::id()))?;
+        let pids: BTreeSet<u32> = pids.into_iter().collect();
+        tell(
+            "PIDS",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        tell(
+            "DRIVER_URL",
+            format!(
+                "ember://{}@{}",
+                ember_core::scheduler::messages::DRIVER_ENDPOINT,
+                ctx.driver_address()
+            ),
+        );
+        tell("APP_ID", ctx.application_id().unwrap_or_default());
+        wait_for_test();
+        let sum: usize = ctx.run_job(3, Fn!(|p: usize| p))?.iter().sum();
+        ensure!(sum == 3, "the driver still works after the test: {sum}");
+        ctx.stop();
+        tell("STOPPED", "ok");
+        Ok(())
+    });
+}
+
+/// Starts `exe` as an executor of the driver at `driver_url` (as a worker would, without one).
+fn spawn_executor(
+    exe: &Path,
+    driver_url: &str,
+    app_id: &str,
+    envs: &[(&str, &str)],
+) -> ProcessGuard {
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(["--exact", "scenario_idle", "--nocapture"])
+        .env_remove(app_support::SCENARIO_VAR)
+        .env_remove("EMBER_AUTHENTICATE_SECRET")
+        .env_remove("EMBER_EXECUTOR_OPTS")
+        .env("EMBER_EXECUTOR", "1")
+        .env("EMBER_DRIVER_URL", driver_url)
+        .env("EMBER_EXECUTOR_ID", "77")
+        .env("EMBER_EXECUTOR_HOSTNAME", "127.0.0.1")
+        .env("EMBER_EXECUTOR_CORES", "1")
+        .env("EMBER_APP_ID", app_id)
+        .env("EMBER_LOG", "info");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    ProcessGuard::spawn("stray executor", &mut command)
+}
+
+#[test]
+fn an_executor_of_another_build_is_refused() {
+    // A realistic other build: the same program with different bytes (as after a rebuild).
+    let dir = TempDir::new("other-build");
+    let other = dir.path().join("other-build");
+    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    bytes.extend_from_slice(b"\0another build");
+    std::fs::write(&other, bytes).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let mut driver = spawn_driver(
+        "scenario_idle",
+        &[("EMBER_MASTER", "local-cluster[1,1,512]")],
+    );
+    let driver_url = driver.stdout.value("DRIVER_URL");
+    let app_id = driver.stdout.value("APP_ID");
+    let mut executor = spawn_executor(&other, &driver_url, &app_id, &[]);
+    let status = executor.wait();
+    assert_eq!(status.code(), Some(1), "{}", executor.output());
+    let said = executor.stderr.text();
+    assert!(
+        said.contains("refused executor 77") && said.contains("runs a different binary"),
+        "{}",
+        executor.output()
+    );
+    driver
+        .stderr
+        .wait_for("runs a different binary than the driver");
+
+    // The driver is unharmed.
+    driver.close_stdin();
+    driver.wait_success();
+    assert_eq!(driver.stdout.value("STOPPED"), "ok");
+}
+
+#[test]
+fn with_authentication_executors_need_the_secret() {
+    let mut driver = spawn_driver(
+        "scenario_idle",
+        &[
+            ("EMBER_MASTER", "local-cluster[2,1,1024]"),
+            ("APP_TEST_EXECUTORS", "2"),
+            ("APP_TEST_SECRET", "correct horse battery staple"),
+        ],
+    );
+    // The job ran on two executors, which got the secret from their workers.
+    let pids = pids_of(&driver);
+    assert!(!pids.contains(&driver.pid()), "{pids:?}");
+    let driver_url = driver.stdout.value("DRIVER_URL");
+    let app_id = driver.stdout.value("APP_ID");
+    let exe = std::env::current_exe().unwrap();
+
+    // Without authentication: the driver refuses the connection.
+    let mut executor = spawn_executor(&exe, &driver_url, &app_id, &[]);
+    assert_eq!(executor.wait().code(), Some(1), "{}", executor.output());
+    let said = executor.stderr.text();
+    assert!(
+        said.contains("refused executor 77") && said.contains("authenticat"),
+        "{}",
+        executor.output()
+    );
+
+    // With a wrong secret: refused too.
+    let mut executor = spawn_executor(
+        &exe,
+        &driver_url,
+        &app_id,
+        &[
+            ("EMBER_EXECUTOR_OPTS", "-Dember.authenticate=true"),
+            ("EMBER_AUTHENTICATE_SECRET", "wrong"),
+        ],
+    );
+    assert_eq!(executor.wait().code(), Some(1), "{}", executor.output());
+    let said = executor.stderr.text();
+    assert!(
+        said.contains("refused executor 77") && said.contains("authenticat"),
+        "{}",
+        executor.output()
+    );
+
+    driver.close_stdin();
+    driver.wait_success();
+    assert_eq!(driver.stdout.value("STOPPED"), "ok");
+}

@@ -1,0 +1,321 @@
+//! Applications on a cluster of real `ember master` and `ember worker` processes: the driver is
+//! this test binary started again (see `app_support`); the workers fetch it from the driver and
+//! start it as executors.
+
+mod app_support;
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context as _, ensure};
+use app_support::{
+    MasterProcess, WorkerProcess, http, process_gone, scenario, spawn_driver, tell, wait_for_test,
+    wait_until,
+};
+use serde_closure::Fn;
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios: run only in driver processes started by the tests below (and in executors).
+// ---------------------------------------------------------------------------------------------
+
+fn context() -> anyhow::Result<ember::Context> {
+    let mut builder = ember::Context::builder()
+        .app_name("app-test")
+        .conf("ember.ui.showConsoleProgress", "false");
+    for (key, value) in std::env::vars() {
+        if let Some(key) = key.strip_prefix("APP_TEST_CONF_") {
+            builder = builder.conf(key.replace('_', "."), value);
+        }
+    }
+    Ok(builder.create()?)
+}
+
+/// Runs a job on `APP_TEST_EXECUTORS` executors, tells the test about it, waits for the test,
+/// runs another job and stops.
+#[test]
+fn scenario_cluster_job() {
+    scenario("scenario_cluster_job", || {
+        let ctx = context()?;
+        let executors: usize = std::env::var("APP_TEST_EXECUTORS")?.parse()?;
+        wait_until("the executors", || ctx.num_executors() == executors);
+        let results = ctx.run_job(10, Fn!(|p: usize| (p * 3, std::process::id())))?;
+        let values: Vec<usize> = results.iter().map(|(v, _)| *v).collect();
+        ensure!(
+            values == (0..10).map(|p| p * 3).collect::<Vec<_>>(),
+            "{values:?}"
+        );
+        let pids: BTreeSet<u32> = results.iter().map(|(_, pid)| *pid).collect();
+        ensure!(
+            !pids.contains(&std::process::id()),
+            "a task ran in the driver"
+        );
+        tell(
+            "PIDS",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        tell("APP_ID", ctx.application_id().context("an application id")?);
+        wait_for_test();
+        if std::env::var("APP_TEST_AFTER").as_deref() == Ok("job") {
+            let sum: usize = ctx.run_job(4, Fn!(|p: usize| p))?.iter().sum();
+            ensure!(sum == 6, "{sum}");
+        }
+        ctx.stop();
+        tell("STOPPED", "ok");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_job_runs_on_daemon_processes_and_shows_in_the_masters_json() {
+    let master = MasterProcess::start(&[]);
+    let _w1 = WorkerProcess::start(&master, 1, "1g");
+    let _w2 = WorkerProcess::start(&master, 1, "1g");
+    let mut driver = spawn_driver(
+        "scenario_cluster_job",
+        &[
+            ("EMBER_MASTER", master.url.as_str()),
+            ("APP_TEST_EXECUTORS", "2"),
+            ("APP_TEST_AFTER", "job"),
+        ],
+    );
+    let app_id = driver.stdout.value("APP_ID");
+    let pids = driver.stdout.value("PIDS");
+    assert_eq!(
+        pids.split(',').count(),
+        2,
+        "one executor per worker: {pids}"
+    );
+    let active = master.apps("activeapps");
+    assert!(
+        active.contains(&(app_id.clone(), "RUNNING".to_owned())),
+        "{active:?}"
+    );
+    driver.close_stdin();
+    driver.wait_success();
+    // The master learns of the end from `UnregisterApplication`, or from the driver's
+    // connection closing if the process exited first; FINISHED either way.
+    wait_until("the application to complete", || {
+        master.apps("activeapps").is_empty()
+    });
+    let completed = master.apps("completedapps");
+    assert!(
+        completed.contains(&(app_id.clone(), "FINISHED".to_owned())),
+        "{completed:?}"
+    );
+    for pid in pids.split(',') {
+        let pid: u32 = pid.parse().unwrap();
+        wait_until("the executors to exit", || process_gone(pid));
+    }
+}
+
+/// The parent of process `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn executors_go_when_their_worker_stops_or_is_sigkilled() {
+    let master = MasterProcess::start(&[]);
+    let stopped = WorkerProcess::start(&master, 1, "1g");
+    let killed = WorkerProcess::start(&master, 1, "1g");
+    let mut driver = spawn_driver(
+        "scenario_cluster_job",
+        &[
+            ("EMBER_MASTER", master.url.as_str()),
+            ("APP_TEST_EXECUTORS", "2"),
+        ],
+    );
+    let pids: Vec<u32> = driver
+        .stdout
+        .value("PIDS")
+        .split(',')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let child_of = |worker: &WorkerProcess| {
+        *pids
+            .iter()
+            .find(|&&pid| parent_of(pid) == Some(worker.process.pid()))
+            .unwrap_or_else(|| panic!("no executor of worker {}: {pids:?}", worker.worker_id))
+    };
+    let (of_stopped, of_killed) = (child_of(&stopped), child_of(&killed));
+
+    // SIGTERM: the worker kills its executor before it exits.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stopped.process.pid() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    wait_until("the stopped worker's executor to go", || {
+        process_gone(of_stopped)
+    });
+    assert!(!process_gone(of_killed), "the other executor is unaffected");
+
+    // SIGKILL: the worker cannot act; its executor notices the worker is gone and exits.
+    killed.process.sigkill();
+    wait_until("the orphaned executor to exit", || process_gone(of_killed));
+    driver.stderr.wait_for("removing executor");
+    driver.close_stdin();
+    driver.wait_success();
+}
+
+#[test]
+fn executors_exit_when_their_driver_is_sigkilled() {
+    let master = MasterProcess::start(&[]);
+    let _worker = WorkerProcess::start(&master, 2, "1g");
+    let driver = spawn_driver(
+        "scenario_cluster_job",
+        &[
+            ("EMBER_MASTER", master.url.as_str()),
+            ("APP_TEST_EXECUTORS", "1"),
+        ],
+    );
+    let app_id = driver.stdout.value("APP_ID");
+    let pid: u32 = driver.stdout.value("PIDS").parse().unwrap();
+    driver.sigkill();
+    wait_until("the executor to exit", || process_gone(pid));
+    wait_until("the master to finish the application", || {
+        master
+            .apps("completedapps")
+            .contains(&(app_id.clone(), "FINISHED".to_owned()))
+    });
+}
+
+/// Asks for more memory per executor than any worker has; waits for the test, then stops.
+#[test]
+fn scenario_starved() {
+    scenario("scenario_starved", || {
+        let ctx = context()?;
+        let job_ctx = ctx.clone();
+        let job = std::thread::spawn(move || job_ctx.run_job(2, Fn!(|p: usize| p)));
+        wait_for_test();
+        ctx.stop();
+        let err = job
+            .join()
+            .map_err(|_| anyhow::anyhow!("the job thread panicked"))?
+            .err()
+            .context("the job cannot have run")?;
+        tell("JOB_ERROR", err);
+        Ok(())
+    });
+}
+
+#[test]
+fn an_application_asking_too_much_waits_and_the_driver_says_why() {
+    let master = MasterProcess::start(&[]);
+    let _worker = WorkerProcess::start(&master, 1, "512m");
+    let mut driver = spawn_driver(
+        "scenario_starved",
+        &[
+            ("EMBER_MASTER", master.url.as_str()),
+            ("APP_TEST_CONF_ember_executor_memory", "4g"),
+            ("APP_TEST_CONF_ember_starvation_timeout", "200ms"),
+        ],
+    );
+    let why = driver.stderr.wait_for("No worker is big enough");
+    assert!(
+        why.contains("512 MiB")
+            && why.contains("4096 MiB")
+            && why.contains("ember.executor.memory"),
+        "{why}"
+    );
+    // It keeps waiting (and saying so) rather than failing.
+    let apps = master.apps("activeapps");
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    assert_eq!(apps[0].1, "WAITING", "{apps:?}");
+    driver.close_stdin();
+    driver.wait_success();
+    let error = driver.stdout.value("JOB_ERROR");
+    assert!(error.contains("stopped"), "{error}");
+}
+
+/// A job whose tasks wait for `APP_TEST_RELEASE` to exist; reports how the job and the context
+/// ended.
+#[test]
+fn scenario_removed() {
+    scenario("scenario_removed", || {
+        let ctx = context()?;
+        tell("APP_ID", {
+            let mut id = None;
+            wait_until("an application id", || {
+                id = ctx.application_id();
+                id.is_some()
+            });
+            id.unwrap_or_default()
+        });
+        let release = std::env::var("APP_TEST_RELEASE")?;
+        let job_ctx = ctx.clone();
+        let job = std::thread::spawn(move || {
+            job_ctx.run_job(
+                2,
+                Fn!(move |p: usize| {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                    while !std::path::Path::new(&release).exists()
+                        && std::time::Instant::now() < deadline
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    p
+                }),
+            )
+        });
+        wait_until("the tasks to run", || {
+            ctx.stage_progress().iter().any(|s| s.active > 0)
+        });
+        tell("RUNNING", "yes");
+        let err = job
+            .join()
+            .map_err(|_| anyhow::anyhow!("the job thread panicked"))?
+            .err()
+            .context("the job should fail")?;
+        tell("JOB_ERROR", err);
+        wait_until("the context to stop", || ctx.is_stopped());
+        tell("STOP_REASON", ctx.stop_reason().unwrap_or_default());
+        Ok(())
+    });
+}
+
+#[test]
+fn killing_the_application_in_the_master_stops_the_context_with_the_reason() {
+    let master = MasterProcess::start(&[]);
+    let _worker = WorkerProcess::start(&master, 2, "1g");
+    let dir = app_support::TempDir::new("removed");
+    let release = dir.path().join("release").display().to_string();
+    let mut driver = spawn_driver(
+        "scenario_removed",
+        &[
+            ("EMBER_MASTER", master.url.as_str()),
+            ("APP_TEST_RELEASE", release.as_str()),
+        ],
+    );
+    let app_id = driver.stdout.value("APP_ID");
+    driver.stdout.value("RUNNING");
+    http(
+        &master.web_ui,
+        "POST",
+        &format!("/app/kill?id={app_id}&terminate=true"),
+    );
+    let error = driver.stdout.value("JOB_ERROR");
+    assert!(
+        error.contains("Master removed our application: KILLED"),
+        "{error}"
+    );
+    let reason = driver.stdout.value("STOP_REASON");
+    assert!(
+        reason.contains("Master removed our application: KILLED"),
+        "{reason}"
+    );
+    driver.wait_success();
+    let completed = master.apps("completedapps");
+    assert!(
+        completed.contains(&(app_id, "KILLED".to_owned())),
+        "{completed:?}"
+    );
+}
