@@ -242,11 +242,11 @@ pub(crate) async fn run_event_loop(
     }
     // Whatever is still queued is handled as stopped: a job submitted now fails (its waiter
     // would otherwise wait forever), and a late `CancelAllJobs` still gives its reason.
-    rx.close();
+    state.events.close();
     if state.stopped_reason.is_none() {
         state.stopped_reason = Some("the DAG scheduler stopped".to_owned());
     }
-    while let Ok(event) = rx.try_recv() {
+    while let Ok(event) = state.events.try_recv() {
         if let event @ (DagEvent::JobSubmitted { .. } | DagEvent::CancelAllJobs { .. }) = event {
             state.handle(event);
         }
