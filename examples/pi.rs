@@ -15,6 +15,8 @@
 
 use std::time::Instant;
 
+use anyhow::Context as _;
+
 use serde_closure::Fn;
 
 #[path = "pi_sampling.rs"]
@@ -23,12 +25,18 @@ mod pi_sampling;
 fn main() -> anyhow::Result<()> {
     ember::main(|| {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        let slices: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(2);
-        let samples: u64 = args
-            .get(1)
-            .map(|s| s.parse())
-            .transpose()?
-            .unwrap_or(100_000 * slices as u64);
+        let slices: usize = match args.first() {
+            Some(s) => s.parse().with_context(|| {
+                format!("slices (the first argument) must be a whole number, not {s:?}")
+            })?,
+            None => 2,
+        };
+        let samples: u64 = match args.get(1) {
+            Some(s) => s.parse().with_context(|| {
+                format!("samples (the second argument) must be a whole number, not {s:?}")
+            })?,
+            None => 100_000 * slices as u64,
+        };
         anyhow::ensure!(slices > 0, "slices must be at least 1");
 
         let start = Instant::now();
