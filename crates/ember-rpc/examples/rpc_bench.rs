@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The server runs in a child process (this same binary with `--serve`), so the client's work
-//! and the server's memory are measured apart.
+//! and the server's memory are measured apart. Ask latency is printed beside the platform's
+//! floor: a bare blocking-socket ping-pong between two processes. On an idle virtual machine
+//! that floor is dominated by waking halted CPUs and moves with load, so compare the two.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -217,12 +219,71 @@ async fn bench_idle(server: &Server, connections: usize) {
     }
 }
 
+/// The platform's floor for a round trip: 64 bytes echoed over a blocking socket between two
+/// processes, with no framework at all.
+fn bench_floor() {
+    use std::io::{Read, Write};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--echo")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the echo process");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = lines.next().unwrap().unwrap().trim().parse().unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (out, mut back) = ([7u8; 64], [0u8; 64]);
+    let mut samples = Vec::new();
+    for i in 0..55_000 {
+        let t = Instant::now();
+        stream.write_all(&out).unwrap();
+        stream.read_exact(&mut back).unwrap();
+        if i >= 5_000 {
+            samples.push(t.elapsed());
+        }
+    }
+    samples.sort();
+    println!(
+        "platform floor (blocking 64-byte socket ping-pong between two processes): p50 {:.1} µs, p99 {:.1} µs",
+        samples[samples.len() / 2].as_secs_f64() * 1e6,
+        samples[samples.len() * 99 / 100].as_secs_f64() * 1e6
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn echo() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    let (mut stream, _) = listener.accept().unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 64];
+    while stream.read_exact(&mut buf).is_ok() {
+        if stream.write_all(&buf).is_err() {
+            break;
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    if args.first().map(String::as_str) == Some("--echo") {
+        echo();
+        return;
+    }
+    // BENCH_RUNTIME=current runs both sides on single-threaded runtimes.
+    let rt = if std::env::var("BENCH_RUNTIME").as_deref() == Ok("current") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     if args.first().map(String::as_str) == Some("--serve") {
         rt.block_on(serve());
         return;
@@ -231,6 +292,7 @@ fn main() {
     let server = spawn_server();
     rt.block_on(async {
         if which == "all" || which == "ask" {
+            bench_floor();
             bench_ask(&server.address).await;
         }
         if which == "all" || which == "oneway" {
