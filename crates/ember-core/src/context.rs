@@ -40,7 +40,7 @@ use tracing::{info, warn};
 use crate::closure::TaskFn;
 use crate::config;
 use crate::error::CoreError;
-use crate::local_cluster::{LocalCluster, LocalClusterBackend, LocalClusterSpec};
+use crate::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::master_url::MasterUrl;
 use crate::scheduler::backend::SchedulerBackend;
 use crate::scheduler::backend::local::LocalBackend;
@@ -549,7 +549,9 @@ async fn start(
                     return Err(e);
                 }
             };
-            LocalClusterBackend::new(standalone, cluster)
+            // Stopped after the application, as Spark's `LocalSparkCluster`.
+            standalone.set_shutdown_callback(Box::pin(cluster.stop()));
+            standalone
         }
     };
     scheduler.set_backend(backend.clone());
