@@ -9,6 +9,14 @@
 //!
 //! App start is measured in fresh processes (this binary started again with
 //! `APP_BENCH_START_ONLY=1`), since a process hashes its binary only once.
+//!
+//! Driver settings come from the environment as for any application; to compare task queue
+//! depths (`ember.scheduler.executorTaskQueue`, 2 by default; 0 is Spark's one task per free
+//! core), run it once per value:
+//!
+//! ```text
+//! EMBER_DRIVER_OPTS=-Dember.scheduler.executorTaskQueue=0 cargo run --release -p ember --example app_bench
+//! ```
 
 use std::time::{Duration, Instant};
 
