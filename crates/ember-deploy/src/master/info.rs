@@ -11,6 +11,7 @@ use ember_rpc::RpcAddress;
 
 use crate::description::{ApplicationDescription, DriverDescription};
 use crate::ids::{AppId, DriverId, ExecutorId, WorkerId};
+use crate::master::persistence::WorkerRecord;
 use crate::messages::{DriverSummary, ExecutorSummary, WorkerSummary};
 use crate::state::{ApplicationState, DriverState, ExecutorState, WorkerState};
 
@@ -65,17 +66,16 @@ pub struct WorkerInfo {
 
 impl WorkerInfo {
     /// A newly registered (or recovered) worker: ALIVE, nothing used, heard from `now_ms`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: WorkerId,
-        host: String,
-        port: u16,
-        address: RpcAddress,
-        cores: u32,
-        memory_mb: u32,
-        web_ui_url: String,
-        now_ms: u64,
-    ) -> Self {
+    pub fn new(record: WorkerRecord, now_ms: u64) -> Self {
+        let WorkerRecord {
+            id,
+            host,
+            port,
+            address,
+            cores,
+            memory_mb,
+            web_ui_url,
+        } = record;
         Self {
             id,
             host,
