@@ -33,7 +33,7 @@ use super::lifecycle::{Armed, ExitSignal, now};
 use super::process::ProcessLauncher;
 use super::state::{Effect, Event, ExitReason, Registration, RetrySchedule, registration_fuzz};
 use super::sync::{self, SyncJob, SyncTargets};
-use crate::description::{ApplicationDescription, DriverDescription};
+use crate::description::{ApplicationDescription, DriverDescription, ExecutorDescription};
 use crate::error::DeployError;
 use crate::ids::{AppId, DriverId, ExecutorId, WorkerId};
 use crate::messages::{
@@ -64,8 +64,6 @@ pub(crate) struct WorkerEndpoint {
     finished_executors: VecDeque<ExecutorRunnerSummary>,
     drivers: BTreeMap<DriverId, DriverEntry>,
     finished_drivers: VecDeque<DriverRunnerSummary>,
-    cores_used: u32,
-    memory_used_mb: u32,
     app_local_dirs: HashMap<AppId, PathBuf>,
     finished_apps: HashSet<AppId>,
 }
@@ -112,8 +110,6 @@ impl WorkerEndpoint {
             finished_executors: VecDeque::new(),
             drivers: BTreeMap::new(),
             finished_drivers: VecDeque::new(),
-            cores_used: 0,
-            memory_used_mb: 0,
             app_local_dirs: HashMap::new(),
             finished_apps: HashSet::new(),
         }
@@ -166,23 +162,15 @@ impl WorkerEndpoint {
             Effect::SendLatestState(master) => {
                 let _ = master.send(WorkerToMaster::WorkerLatestState {
                     id: self.id.clone(),
-                    executors: self
-                        .executors
-                        .values()
-                        .map(ExecutorEntry::description)
-                        .collect(),
-                    driver_ids: self.drivers.keys().cloned().collect(),
+                    executors: self.executor_descriptions(),
+                    driver_ids: self.driver_ids(),
                 });
             }
             Effect::SendSchedulerState(master) => {
                 let _ = master.send(WorkerToMaster::WorkerSchedulerStateResponse {
                     id: self.id.clone(),
-                    executors: self
-                        .executors
-                        .values()
-                        .map(ExecutorEntry::description)
-                        .collect(),
-                    driver_ids: self.drivers.keys().cloned().collect(),
+                    executors: self.executor_descriptions(),
+                    driver_ids: self.driver_ids(),
                 });
             }
             Effect::StartCleanup => {
@@ -239,6 +227,31 @@ impl WorkerEndpoint {
     fn fatal(&mut self, ctx: &EndpointContext<WorkerMessage>, error: DeployError) {
         self.exit.fail(error);
         ctx.stop_self();
+    }
+
+    /// What this worker runs, as the master's reconciliation messages list it.
+    fn executor_descriptions(&self) -> Vec<ExecutorDescription> {
+        self.executors
+            .values()
+            .map(ExecutorEntry::description)
+            .collect()
+    }
+
+    /// The drivers this worker runs.
+    fn driver_ids(&self) -> Vec<DriverId> {
+        self.drivers.keys().cloned().collect()
+    }
+
+    /// Cores held by the running executors and drivers.
+    fn cores_used(&self) -> u32 {
+        let executors: u32 = self.executors.values().map(|e| e.cores).sum();
+        executors + self.drivers.values().map(|d| d.desc.cores).sum::<u32>()
+    }
+
+    /// Memory held by the running executors and drivers, MiB.
+    fn memory_used_mb(&self) -> u32 {
+        let executors: u32 = self.executors.values().map(|e| e.memory_mb).sum();
+        executors + self.drivers.values().map(|d| d.desc.mem_mb).sum::<u32>()
     }
 
     fn active_master_url(&self) -> Option<String> {
@@ -373,24 +386,7 @@ impl WorkerEndpoint {
             return;
         }
         info!(%app_id, %exec_id, app = %app_desc.name, cores, memory_mb, "asked to launch executor");
-        let dirs = safe_component(app_id.as_str()).and_then(|()| {
-            let dir = self
-                .config
-                .work_dir
-                .join(app_id.as_str())
-                .join(exec_id.to_string());
-            create_dir(&dir)?;
-            let local = match self.app_local_dirs.get(&app_id) {
-                Some(local) => local.clone(),
-                None => {
-                    let local = self.config.work_dir.join(app_id.as_str()).join("local");
-                    create_private_dir(&local)?;
-                    local
-                }
-            };
-            Ok((dir, local))
-        });
-        let (dir, app_local_dir) = match dirs {
+        let (dir, app_local_dir) = match self.executor_dirs(&app_id, exec_id) {
             Ok(dirs) => dirs,
             Err(e) => {
                 error!(%app_id, %exec_id, error = %e, "failed to launch executor");
@@ -433,8 +429,29 @@ impl WorkerEndpoint {
                 handle,
             },
         );
-        self.cores_used += cores;
-        self.memory_used_mb += memory_mb;
+    }
+
+    /// Creates the executor's directory `<work dir>/<app id>/<exec id>` and, for the
+    /// application's first executor here, its private scratch directory `<app id>/local`;
+    /// returns both.
+    fn executor_dirs(
+        &self,
+        app_id: &AppId,
+        exec_id: ExecutorId,
+    ) -> Result<(PathBuf, PathBuf), DeployError> {
+        safe_component(app_id.as_str())?;
+        let app_dir = self.config.work_dir.join(app_id.as_str());
+        let dir = app_dir.join(exec_id.to_string());
+        create_dir(&dir)?;
+        let local = match self.app_local_dirs.get(app_id) {
+            Some(local) => local.clone(),
+            None => {
+                let local = app_dir.join("local");
+                create_private_dir(&local)?;
+                local
+            }
+        };
+        Ok((dir, local))
     }
 
     fn launch_driver(
@@ -469,8 +486,6 @@ impl WorkerEndpoint {
         };
         let runner_ctx = self.runner_ctx.clone().expect("set in on_start");
         ctx.spawn(driver_runner::run(runner_ctx, launch, &handle));
-        self.cores_used += desc.cores;
-        self.memory_used_mb += desc.mem_mb;
         self.drivers.insert(
             driver_id.clone(),
             DriverEntry {
@@ -571,8 +586,6 @@ impl WorkerEndpoint {
         info!(%app_id, %exec_id, %state, ?message, ?exit_status, "executor finished");
         match self.executors.remove(&key) {
             Some(entry) => {
-                self.cores_used -= entry.cores;
-                self.memory_used_mb -= entry.memory_mb;
                 self.finished_executors.push_back(entry.summary());
                 trim(&mut self.finished_executors, self.config.retained_executors);
             }
@@ -605,8 +618,6 @@ impl WorkerEndpoint {
             None => warn!(%driver_id, "no master to report a driver state change to"),
         }
         if let Some(entry) = self.drivers.remove(&driver_id) {
-            self.cores_used -= entry.desc.cores;
-            self.memory_used_mb -= entry.desc.mem_mb;
             self.finished_drivers
                 .push_back(entry.summary(state, exception));
             trim(&mut self.finished_drivers, self.config.retained_drivers);
@@ -664,8 +675,8 @@ impl WorkerEndpoint {
             master_web_ui_url: master.map(|m| m.web_ui_url.clone()),
             cores: self.config.cores,
             memory_mb: self.config.memory_mb,
-            cores_used: self.cores_used,
-            memory_used_mb: self.memory_used_mb,
+            cores_used: self.cores_used(),
+            memory_used_mb: self.memory_used_mb(),
             executors: self
                 .executors
                 .values()
