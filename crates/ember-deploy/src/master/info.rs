@@ -116,41 +116,39 @@ impl WorkerInfo {
     /// Places an executor here (no-op if it already is).
     pub fn add_executor(&mut self, key: ExecutorKey, allocation: Allocation) {
         if self.executors.insert(key, allocation).is_none() {
-            self.cores_used = self.cores_used.saturating_add(allocation.cores);
-            self.memory_used_mb = self.memory_used_mb.saturating_add(allocation.memory_mb);
+            self.hold(allocation);
         }
     }
 
     /// Frees what an executor held; false if it was not here.
     pub fn remove_executor(&mut self, key: &ExecutorKey) -> bool {
-        match self.executors.remove(key) {
-            Some(a) => {
-                self.cores_used = self.cores_used.saturating_sub(a.cores);
-                self.memory_used_mb = self.memory_used_mb.saturating_sub(a.memory_mb);
-                true
-            }
-            None => false,
-        }
+        let removed = self.executors.remove(key);
+        removed.map(|a| self.release(a)).is_some()
     }
 
     /// Places a driver here (no-op if it already is).
     pub fn add_driver(&mut self, id: DriverId, allocation: Allocation) {
         if self.drivers.insert(id, allocation).is_none() {
-            self.cores_used = self.cores_used.saturating_add(allocation.cores);
-            self.memory_used_mb = self.memory_used_mb.saturating_add(allocation.memory_mb);
+            self.hold(allocation);
         }
     }
 
     /// Frees what a driver held; false if it was not here.
     pub fn remove_driver(&mut self, id: &DriverId) -> bool {
-        match self.drivers.remove(id) {
-            Some(a) => {
-                self.cores_used = self.cores_used.saturating_sub(a.cores);
-                self.memory_used_mb = self.memory_used_mb.saturating_sub(a.memory_mb);
-                true
-            }
-            None => false,
-        }
+        let removed = self.drivers.remove(id);
+        removed.map(|a| self.release(a)).is_some()
+    }
+
+    // `cores_used` and `memory_used_mb` sum the two maps (Spark's `coresUsed`/`memoryUsed`); the
+    // four methods above keep them in step through these two.
+    fn hold(&mut self, a: Allocation) {
+        self.cores_used = self.cores_used.saturating_add(a.cores);
+        self.memory_used_mb = self.memory_used_mb.saturating_add(a.memory_mb);
+    }
+
+    fn release(&mut self, a: Allocation) {
+        self.cores_used = self.cores_used.saturating_sub(a.cores);
+        self.memory_used_mb = self.memory_used_mb.saturating_sub(a.memory_mb);
     }
 
     /// The UI's view.
