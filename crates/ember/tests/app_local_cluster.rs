@@ -10,30 +10,13 @@ use std::path::Path;
 use anyhow::{Context as _, ensure};
 use serde_closure::Fn;
 use support::{
-    Proc, TempDir, process_gone, scenario, spawn_driver, tell, wait_for_test, wait_until,
+    Proc, TempDir, process_gone, scenario, scenario_context, spawn_driver, tell, tell_pids,
+    wait_for_test, wait_until,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios: run only in driver processes started by the tests below (and in executors).
 // ---------------------------------------------------------------------------------------------
-
-fn context() -> anyhow::Result<ember::Context> {
-    let mut builder = ember::Context::builder()
-        .app_name("app-test")
-        .conf("ember.ui.showConsoleProgress", "false");
-    if let Ok(secret) = std::env::var("APP_TEST_SECRET") {
-        // Set in code, so that executors can only learn it from their worker.
-        builder = builder
-            .conf("ember.authenticate", "true")
-            .conf("ember.authenticate.secret", secret);
-    }
-    for (key, value) in std::env::vars() {
-        if let Some(key) = key.strip_prefix("APP_TEST_CONF_") {
-            builder = builder.conf(key.replace('_', "."), value);
-        }
-    }
-    Ok(builder.create()?)
-}
 
 fn expected_executors() -> usize {
     std::env::var("APP_TEST_EXECUTORS")
@@ -46,7 +29,7 @@ fn expected_executors() -> usize {
 #[test]
 fn scenario_jobs() {
     scenario("scenario_jobs", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         let executors = expected_executors();
         wait_until("the executors", || ctx.num_executors() == executors);
         let base = 3u64;
@@ -63,13 +46,7 @@ fn scenario_jobs() {
         let sums = ctx.run_job(100, Fn!(|p: usize| (0..=p as u64).sum::<u64>()))?;
         let total: u64 = sums.iter().sum();
         ensure!(total == 166_650, "wrong sum of sums: {total}");
-        tell(
-            "PIDS",
-            pids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        tell_pids(&pids);
         tell("DRIVER_PID", std::process::id());
         ctx.stop();
         if !pids.contains(&std::process::id()) {
@@ -132,7 +109,7 @@ fn local_and_local_cluster_jobs_give_correct_results() {
 #[test]
 fn scenario_executor_killed() {
     scenario("scenario_executor_killed", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         wait_until("two executors", || ctx.num_executors() == 2);
         let marker = std::env::var("APP_TEST_MARKER").context("APP_TEST_MARKER")?;
         let results = ctx.run_job(
@@ -194,7 +171,7 @@ fn a_job_survives_an_executor_killed_in_the_middle() {
 #[test]
 fn scenario_task_panics() {
     scenario("scenario_task_panics", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         let err = ctx
             .run_job(
                 3,
@@ -239,19 +216,13 @@ fn a_panicking_task_fails_its_job_with_the_panic_message() {
 #[test]
 fn scenario_idle() {
     scenario("scenario_idle", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         wait_until("the executors", || {
             ctx.num_executors() == expected_executors()
         });
         let pids = ctx.run_job(4, Fn!(|_p: usize| std::process::id()))?;
         let pids: BTreeSet<u32> = pids.into_iter().collect();
-        tell(
-            "PIDS",
-            pids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        tell_pids(&pids);
         tell(
             "DRIVER_URL",
             format!(

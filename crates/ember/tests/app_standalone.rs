@@ -9,32 +9,20 @@ use std::collections::BTreeSet;
 use anyhow::{Context as _, ensure};
 use serde_closure::Fn;
 use support::{
-    Master, Signal, TempDir, Worker, http_post, process_gone, scenario, spawn_driver, tell,
-    wait_for_test, wait_until,
+    Master, Signal, TempDir, Worker, http_post, process_gone, scenario, scenario_context,
+    spawn_driver, tell, tell_pids, wait_for_test, wait_until,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios: run only in driver processes started by the tests below (and in executors).
 // ---------------------------------------------------------------------------------------------
 
-fn context() -> anyhow::Result<ember::Context> {
-    let mut builder = ember::Context::builder()
-        .app_name("app-test")
-        .conf("ember.ui.showConsoleProgress", "false");
-    for (key, value) in std::env::vars() {
-        if let Some(key) = key.strip_prefix("APP_TEST_CONF_") {
-            builder = builder.conf(key.replace('_', "."), value);
-        }
-    }
-    Ok(builder.create()?)
-}
-
 /// Runs a job on `APP_TEST_EXECUTORS` executors, tells the test about it, waits for the test,
 /// runs another job and stops.
 #[test]
 fn scenario_cluster_job() {
     scenario("scenario_cluster_job", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         let executors: usize = std::env::var("APP_TEST_EXECUTORS")?.parse()?;
         wait_until("the executors", || ctx.num_executors() == executors);
         let results = ctx.run_job(10, Fn!(|p: usize| (p * 3, std::process::id())))?;
@@ -48,13 +36,7 @@ fn scenario_cluster_job() {
             !pids.contains(&std::process::id()),
             "a task ran in the driver"
         );
-        tell(
-            "PIDS",
-            pids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        tell_pids(&pids);
         tell("APP_ID", ctx.application_id().context("an application id")?);
         wait_for_test();
         if std::env::var("APP_TEST_AFTER").as_deref() == Ok("job") {
@@ -191,7 +173,7 @@ fn executors_exit_when_their_driver_is_sigkilled() {
 #[test]
 fn scenario_starved() {
     scenario("scenario_starved", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         let job_ctx = ctx.clone();
         let job = std::thread::spawn(move || job_ctx.run_job(2, Fn!(|p: usize| p)));
         wait_for_test();
@@ -242,7 +224,7 @@ fn an_application_asking_too_much_waits_and_the_driver_says_why() {
 #[test]
 fn scenario_removed() {
     scenario("scenario_removed", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         tell("APP_ID", {
             let mut id = None;
             wait_until("an application id", || {

@@ -9,6 +9,7 @@
 //! through lines on stdout (`KEY value`, read with [`Proc::value`]), and wait for the test by
 //! reading stdin to its end ([`Proc::close_stdin`]).
 
+use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::process::Command;
 
@@ -30,10 +31,37 @@ pub fn scenario(name: &str, body: impl FnOnce() -> anyhow::Result<()>) {
     });
 }
 
+/// In a scenario: the application's Context, named `app-test`, without a progress bar, with
+/// authentication on when `APP_TEST_SECRET` is set (in code, so that executors can only learn
+/// the secret from their worker) and the settings of `APP_TEST_CONF_<key with _ for .>`
+/// variables.
+pub fn scenario_context() -> anyhow::Result<ember::Context> {
+    let mut builder = ember::Context::builder()
+        .app_name("app-test")
+        .conf("ember.ui.showConsoleProgress", "false");
+    if let Ok(secret) = std::env::var("APP_TEST_SECRET") {
+        builder = builder
+            .conf("ember.authenticate", "true")
+            .conf("ember.authenticate.secret", secret);
+    }
+    for (key, value) in std::env::vars() {
+        if let Some(key) = key.strip_prefix("APP_TEST_CONF_") {
+            builder = builder.conf(key.replace('_', "."), value);
+        }
+    }
+    Ok(builder.create()?)
+}
+
 /// In a scenario: tells the test `key value` on stdout (on a line of its own: the test
 /// harness leaves `test name ... ` unterminated while the test runs).
 pub fn tell(key: &str, value: impl std::fmt::Display) {
     println!("\n{key} {value}");
+}
+
+/// In a scenario: tells the test `PIDS <pid>,<pid>,…`, the processes the tasks ran in.
+pub fn tell_pids(pids: &BTreeSet<u32>) {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    tell("PIDS", pids.join(","));
 }
 
 /// In a scenario: blocks until the test closes our stdin.

@@ -24,7 +24,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use apps::{SCENARIO_VAR, scenario, spawn_driver, tell, wait_for_test};
+pub use apps::{
+    SCENARIO_VAR, scenario, scenario_context, spawn_driver, tell, tell_pids, wait_for_test,
+};
 pub use daemons::{Master, Worker, worker_state};
 pub use http::{Response, get_json, http_get, http_post};
 pub use nix::sys::signal::Signal;
