@@ -525,33 +525,14 @@ async fn start(
                 cores_per_worker: *cores_per_worker,
                 memory_per_worker_mb: *memory_per_worker_mb,
             };
-            let cluster = match LocalCluster::start(spec, &conf).await {
-                Ok(cluster) => cluster,
+            let started = start_on_local_cluster(spec, &env, &scheduler, &conf, &app_name, context);
+            match started.await {
+                Ok(backend) => backend,
                 Err(e) => {
                     env.shutdown().await;
                     return Err(e);
                 }
-            };
-            let standalone = match StandaloneBackend::start(
-                &env,
-                scheduler.clone(),
-                &conf,
-                &app_name,
-                vec![cluster.master_address().clone()],
-                stop_when_dead(context),
-            )
-            .await
-            {
-                Ok(standalone) => standalone,
-                Err(e) => {
-                    cluster.stop().await;
-                    env.shutdown().await;
-                    return Err(e);
-                }
-            };
-            // Stopped after the application, as Spark's `LocalSparkCluster`.
-            standalone.set_shutdown_callback(Box::pin(cluster.stop()));
-            standalone
+            }
         }
     };
     scheduler.set_backend(backend.clone());
@@ -567,6 +548,38 @@ async fn start(
         scheduler,
         backend,
     })
+}
+
+/// Starts the in-process cluster `spec`, then the standalone backend against its master; the
+/// backend stops the cluster after the application. On failure the cluster is stopped again.
+async fn start_on_local_cluster(
+    spec: LocalClusterSpec,
+    env: &RpcEnv,
+    scheduler: &Arc<TaskScheduler>,
+    conf: &EmberConf,
+    app_name: &str,
+    context: Arc<OnceLock<Weak<ContextInner>>>,
+) -> Result<Arc<StandaloneBackend>, CoreError> {
+    let cluster = LocalCluster::start(spec, conf).await?;
+    let standalone = match StandaloneBackend::start(
+        env,
+        scheduler.clone(),
+        conf,
+        app_name,
+        vec![cluster.master_address().clone()],
+        stop_when_dead(context),
+    )
+    .await
+    {
+        Ok(standalone) => standalone,
+        Err(e) => {
+            cluster.stop().await;
+            return Err(e);
+        }
+    };
+    // Stopped after the application, as Spark's `LocalSparkCluster`.
+    standalone.set_shutdown_callback(Box::pin(cluster.stop()));
+    Ok(standalone)
 }
 
 /// What the standalone backend calls when the cluster gives up on the application: stop the
