@@ -12,7 +12,7 @@ use ember_rpc::RpcAddress;
 use crate::description::{ApplicationDescription, DriverDescription};
 use crate::ids::{AppId, DriverId, ExecutorId, WorkerId};
 use crate::master::persistence::WorkerRecord;
-use crate::messages::{DriverSummary, ExecutorSummary, WorkerSummary};
+use crate::messages::{ApplicationSummary, DriverSummary, ExecutorSummary, WorkerSummary};
 use crate::state::{ApplicationState, DriverState, ExecutorState, WorkerState};
 
 /// An executor across applications (Spark's `appId/execId`).
@@ -343,6 +343,25 @@ impl ApplicationInfo {
     pub fn mark_finished(&mut self, state: ApplicationState, now_ms: u64) {
         self.state = state;
         self.end_time_ms = Some(now_ms);
+    }
+
+    /// The UI's view: its current executors, then the removed ones.
+    pub fn summary(&self) -> ApplicationSummary {
+        ApplicationSummary {
+            id: self.id.clone(),
+            desc: self.desc.clone(),
+            start_time_ms: self.start_time_ms,
+            end_time_ms: self.end_time_ms,
+            cores_granted: self.cores_granted,
+            state: self.state,
+            executors: self
+                .executors
+                .values()
+                .chain(self.removed_executors.iter())
+                .map(ExecutorDesc::summary)
+                .collect(),
+            driver_address: self.driver_address.clone(),
+        }
     }
 
     /// How long it ran (or has run until `now_ms`), ms.
