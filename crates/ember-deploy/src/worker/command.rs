@@ -103,11 +103,6 @@ impl RunnerHandle {
         self.kill.cancel();
     }
 
-    /// Whether a kill was asked for.
-    pub fn is_killed(&self) -> bool {
-        self.kill.is_cancelled()
-    }
-
     /// Waits until the runner has finished (its process is gone and its final state reported).
     pub async fn finished(&self) {
         self.done.cancelled().await;

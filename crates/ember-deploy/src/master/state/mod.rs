@@ -396,12 +396,6 @@ impl Master {
         self.id_to_worker.get(id).and_then(|s| self.workers.get(s))
     }
 
-    /// Whether a worker entry (DEAD ones included) has this RpcEnv address.
-    pub fn knows_worker_address(&self, address: &RpcAddress) -> bool {
-        self.address_to_worker.contains_key(address)
-            || self.workers.values().any(|w| &w.address == address)
-    }
-
     /// Whether an active application's driver is at this address.
     pub fn knows_app_address(&self, address: &RpcAddress) -> bool {
         self.address_to_app.contains_key(address)
