@@ -9,6 +9,14 @@
 //!
 //! App start is measured in fresh processes (this binary started again with
 //! `APP_BENCH_START_ONLY=1`), since a process hashes its binary only once.
+//!
+//! Driver settings come from the environment as for any application; to compare task queue
+//! depths (`ember.scheduler.executorTaskQueue`, 2 by default; 0 is Spark's one task per free
+//! core), run it once per value:
+//!
+//! ```text
+//! EMBER_DRIVER_OPTS=-Dember.scheduler.executorTaskQueue=0 cargo run --release -p ember --example app_bench
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -133,13 +141,12 @@ fn warm_figures() -> anyhow::Result<()> {
     let t = Instant::now();
     let counts = ctx.run_job(
         slices,
-        Fn!(move |slice: usize| {
-            pi_sampling::count_inside(slice as u64, pi_sampling::share(samples, slices, slice))
-        }),
+        Fn!(move |slice: usize| pi_sampling::count_slice(samples, slices, slice)),
     )?;
     let ember_pi = t.elapsed();
     let t = Instant::now();
-    let baseline = baseline_pi(slices, samples);
+    // `examples/pi_baseline.rs`: the same slices on two plain threads.
+    let baseline = pi_sampling::count_on_threads(samples, slices, 2);
     let baseline_time = t.elapsed();
     anyhow::ensure!(
         counts.iter().sum::<u64>() == baseline,
@@ -173,28 +180,6 @@ fn warm_figures() -> anyhow::Result<()> {
     }
     ctx.stop();
     Ok(())
-}
-
-/// `examples/pi_baseline.rs`: the same slices on two plain threads.
-fn baseline_pi(slices: usize, samples: u64) -> u64 {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..2usize)
-            .map(|t| {
-                scope.spawn(move || {
-                    (t..slices)
-                        .step_by(2)
-                        .map(|s| {
-                            pi_sampling::count_inside(
-                                s as u64,
-                                pi_sampling::share(samples, slices, s),
-                            )
-                        })
-                        .sum::<u64>()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
-    })
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

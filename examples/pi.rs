@@ -49,9 +49,7 @@ fn main() -> anyhow::Result<()> {
         let job = Instant::now();
         let counts = ctx.run_job(
             slices,
-            Fn!(move |slice: usize| {
-                pi_sampling::count_inside(slice as u64, pi_sampling::share(samples, slices, slice))
-            }),
+            Fn!(move |slice: usize| pi_sampling::count_slice(samples, slices, slice)),
         )?;
         let elapsed = job.elapsed();
         let inside: u64 = counts.iter().sum();

@@ -22,24 +22,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000 * slices as u64);
     let start = Instant::now();
-    let inside: u64 = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                scope.spawn(move || {
-                    (t..slices)
-                        .step_by(THREADS)
-                        .map(|slice| {
-                            pi_sampling::count_inside(
-                                slice as u64,
-                                pi_sampling::share(samples, slices, slice),
-                            )
-                        })
-                        .sum::<u64>()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
-    });
+    let inside = pi_sampling::count_on_threads(samples, slices, THREADS);
     let elapsed = start.elapsed();
     println!("Pi is roughly {}", 4.0 * inside as f64 / samples as f64);
     println!(

@@ -40,7 +40,7 @@ use tracing::{info, warn};
 use crate::closure::TaskFn;
 use crate::config;
 use crate::error::CoreError;
-use crate::local_cluster::{LocalCluster, LocalClusterBackend, LocalClusterSpec};
+use crate::local_cluster::{LocalCluster, LocalClusterSpec};
 use crate::master_url::MasterUrl;
 use crate::scheduler::backend::SchedulerBackend;
 use crate::scheduler::backend::local::LocalBackend;
@@ -525,31 +525,14 @@ async fn start(
                 cores_per_worker: *cores_per_worker,
                 memory_per_worker_mb: *memory_per_worker_mb,
             };
-            let cluster = match LocalCluster::start(spec, &conf).await {
-                Ok(cluster) => cluster,
+            let started = start_on_local_cluster(spec, &env, &scheduler, &conf, &app_name, context);
+            match started.await {
+                Ok(backend) => backend,
                 Err(e) => {
                     env.shutdown().await;
                     return Err(e);
                 }
-            };
-            let standalone = match StandaloneBackend::start(
-                &env,
-                scheduler.clone(),
-                &conf,
-                &app_name,
-                vec![cluster.master_address().clone()],
-                stop_when_dead(context),
-            )
-            .await
-            {
-                Ok(standalone) => standalone,
-                Err(e) => {
-                    cluster.stop().await;
-                    env.shutdown().await;
-                    return Err(e);
-                }
-            };
-            LocalClusterBackend::new(standalone, cluster)
+            }
         }
     };
     scheduler.set_backend(backend.clone());
@@ -565,6 +548,38 @@ async fn start(
         scheduler,
         backend,
     })
+}
+
+/// Starts the in-process cluster `spec`, then the standalone backend against its master; the
+/// backend stops the cluster after the application. On failure the cluster is stopped again.
+async fn start_on_local_cluster(
+    spec: LocalClusterSpec,
+    env: &RpcEnv,
+    scheduler: &Arc<TaskScheduler>,
+    conf: &EmberConf,
+    app_name: &str,
+    context: Arc<OnceLock<Weak<ContextInner>>>,
+) -> Result<Arc<StandaloneBackend>, CoreError> {
+    let cluster = LocalCluster::start(spec, conf).await?;
+    let standalone = match StandaloneBackend::start(
+        env,
+        scheduler.clone(),
+        conf,
+        app_name,
+        vec![cluster.master_address().clone()],
+        stop_when_dead(context),
+    )
+    .await
+    {
+        Ok(standalone) => standalone,
+        Err(e) => {
+            cluster.stop().await;
+            return Err(e);
+        }
+    };
+    // Stopped after the application, as Spark's `LocalSparkCluster`.
+    standalone.set_shutdown_callback(Box::pin(cluster.stop()));
+    Ok(standalone)
 }
 
 /// What the standalone backend calls when the cluster gives up on the application: stop the

@@ -19,8 +19,8 @@
 //! have less than the 1 GiB default: executors then get the workers' memory.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ember_deploy::master::{self, MasterConfig, MasterHandle};
@@ -32,9 +32,6 @@ use tracing::{debug, info, warn};
 
 use crate::config;
 use crate::error::CoreError;
-use crate::ids::{ExecutorId, TaskId};
-use crate::scheduler::backend::standalone::StandaloneBackend;
-use crate::scheduler::backend::{BoxFuture, SchedulerBackend};
 
 /// How long the in-process master may take to lead and the workers to register.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -293,87 +290,6 @@ fn worker_conf(conf: &EmberConf, spec: LocalClusterSpec, work_dir: &Path) -> Emb
         // The whole directory goes when the cluster stops.
         .set(keys::CLEANUP_ENABLED.key(), "false");
     conf
-}
-
-/// The backend of `local-cluster` mode: the standalone backend, and the cluster it runs on,
-/// stopped after it.
-pub struct LocalClusterBackend {
-    standalone: Arc<StandaloneBackend>,
-    cluster: Mutex<Option<LocalCluster>>,
-    master_url: String,
-}
-
-impl std::fmt::Debug for LocalClusterBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalClusterBackend")
-            .field("master", &self.master_url)
-            .field("standalone", &self.standalone)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LocalClusterBackend {
-    /// Wraps the standalone backend registered with `cluster`'s master.
-    pub fn new(standalone: Arc<StandaloneBackend>, cluster: LocalCluster) -> Arc<Self> {
-        Arc::new(LocalClusterBackend {
-            standalone,
-            master_url: cluster.master_url(),
-            cluster: Mutex::new(Some(cluster)),
-        })
-    }
-
-    /// The in-process master's URL.
-    pub fn master_url(&self) -> &str {
-        &self.master_url
-    }
-}
-
-impl SchedulerBackend for LocalClusterBackend {
-    fn revive_offers(&self) {
-        self.standalone.revive_offers();
-    }
-
-    fn kill_task(
-        &self,
-        task_id: TaskId,
-        executor_id: &ExecutorId,
-        interrupt_thread: bool,
-        reason: &str,
-    ) {
-        self.standalone
-            .kill_task(task_id, executor_id, interrupt_thread, reason);
-    }
-
-    fn default_parallelism(&self) -> usize {
-        self.standalone.default_parallelism()
-    }
-
-    fn stop(&self) -> BoxFuture<'static, ()> {
-        let app = self.standalone.stop();
-        let cluster = self
-            .cluster
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        Box::pin(async move {
-            app.await;
-            if let Some(cluster) = cluster {
-                cluster.stop().await;
-            }
-        })
-    }
-
-    fn starvation_report(&self) -> BoxFuture<'static, Option<String>> {
-        self.standalone.starvation_report()
-    }
-
-    fn num_executors(&self) -> usize {
-        self.standalone.num_executors()
-    }
-
-    fn application_id(&self) -> Option<String> {
-        self.standalone.application_id()
-    }
 }
 
 #[cfg(test)]

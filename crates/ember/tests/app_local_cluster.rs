@@ -1,39 +1,22 @@
 //! Applications in `local` and `local-cluster[W,C,M]` mode, as real processes: the driver is this
-//! test binary started again (see `app_support`), its in-process workers start executors from
-//! the same binary, and faults are injected into those processes.
+//! test binary started again (see `support`), its in-process workers start executors from the
+//! same binary, and faults are injected into those processes.
 
-mod app_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context as _, ensure};
-use app_support::{
-    ProcessGuard, TempDir, process_gone, scenario, spawn_driver, tell, wait_for_test, wait_until,
-};
 use serde_closure::Fn;
+use support::{
+    Proc, TempDir, process_gone, scenario, scenario_context, spawn_driver, tell, tell_pids,
+    wait_for_test, wait_until,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios: run only in driver processes started by the tests below (and in executors).
 // ---------------------------------------------------------------------------------------------
-
-fn context() -> anyhow::Result<ember::Context> {
-    let mut builder = ember::Context::builder()
-        .app_name("app-test")
-        .conf("ember.ui.showConsoleProgress", "false");
-    if let Ok(secret) = std::env::var("APP_TEST_SECRET") {
-        // Set in code, so that executors can only learn it from their worker.
-        builder = builder
-            .conf("ember.authenticate", "true")
-            .conf("ember.authenticate.secret", secret);
-    }
-    for (key, value) in std::env::vars() {
-        if let Some(key) = key.strip_prefix("APP_TEST_CONF_") {
-            builder = builder.conf(key.replace('_', "."), value);
-        }
-    }
-    Ok(builder.create()?)
-}
 
 fn expected_executors() -> usize {
     std::env::var("APP_TEST_EXECUTORS")
@@ -46,7 +29,7 @@ fn expected_executors() -> usize {
 #[test]
 fn scenario_jobs() {
     scenario("scenario_jobs", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         let executors = expected_executors();
         wait_until("the executors", || ctx.num_executors() == executors);
         let base = 3u64;
@@ -63,13 +46,7 @@ fn scenario_jobs() {
         let sums = ctx.run_job(100, Fn!(|p: usize| (0..=p as u64).sum::<u64>()))?;
         let total: u64 = sums.iter().sum();
         ensure!(total == 166_650, "wrong sum of sums: {total}");
-        tell(
-            "PIDS",
-            pids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        tell_pids(&pids);
         tell("DRIVER_PID", std::process::id());
         ctx.stop();
         if !pids.contains(&std::process::id()) {
@@ -82,9 +59,8 @@ fn scenario_jobs() {
     });
 }
 
-fn pids_of(driver: &ProcessGuard) -> BTreeSet<u32> {
+fn pids_of(driver: &mut Proc) -> BTreeSet<u32> {
     driver
-        .stdout
         .value("PIDS")
         .split(',')
         .map(|p| p.parse().unwrap())
@@ -101,8 +77,8 @@ fn run_jobs(master: &str, executors: usize) -> BTreeSet<u32> {
         ],
     );
     driver.wait_success();
-    assert_eq!(driver.stdout.value("STOPPED"), "ok", "{}", driver.output());
-    let pids = pids_of(&driver);
+    assert_eq!(driver.value("STOPPED"), "ok", "{}", driver.output());
+    let pids = pids_of(&mut driver);
     // The local cluster's scratch directory went with it.
     let scratch = format!("ember-local-cluster-{}-", driver.pid());
     let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
@@ -133,7 +109,7 @@ fn local_and_local_cluster_jobs_give_correct_results() {
 #[test]
 fn scenario_executor_killed() {
     scenario("scenario_executor_killed", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         wait_until("two executors", || ctx.num_executors() == 2);
         let marker = std::env::var("APP_TEST_MARKER").context("APP_TEST_MARKER")?;
         let results = ctx.run_job(
@@ -185,9 +161,9 @@ fn a_job_survives_an_executor_killed_in_the_middle() {
         ],
     );
     driver.wait_success();
-    assert_eq!(driver.stdout.value("OK"), "done");
+    assert_eq!(driver.value("OK"), "done");
     assert!(Path::new(&marker).exists(), "the executor was killed");
-    let log = driver.stderr.text();
+    let log = driver.log();
     assert!(log.contains("removing executor"), "{}", driver.output());
 }
 
@@ -195,7 +171,7 @@ fn a_job_survives_an_executor_killed_in_the_middle() {
 #[test]
 fn scenario_task_panics() {
     scenario("scenario_task_panics", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         let err = ctx
             .run_job(
                 3,
@@ -229,30 +205,24 @@ fn a_panicking_task_fails_its_job_with_the_panic_message() {
         ],
     );
     driver.wait_success();
-    let failure = driver.stdout.value("FAILURE");
+    let failure = driver.value("FAILURE");
     assert!(failure.contains("boom in partition 1"), "{failure}");
-    let error = driver.stdout.value("ERROR");
+    let error = driver.value("ERROR");
     assert!(error.contains("failed 3 times"), "{error}");
-    assert_eq!(driver.stdout.value("AFTER"), "ok");
+    assert_eq!(driver.value("AFTER"), "ok");
 }
 
 /// Runs a job, says where the driver is, and waits for the test before stopping.
 #[test]
 fn scenario_idle() {
     scenario("scenario_idle", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         wait_until("the executors", || {
             ctx.num_executors() == expected_executors()
         });
         let pids = ctx.run_job(4, Fn!(|_p: usize| std::process::id()))?;
         let pids: BTreeSet<u32> = pids.into_iter().collect();
-        tell(
-            "PIDS",
-            pids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        tell_pids(&pids);
         tell(
             "DRIVER_URL",
             format!(
@@ -272,16 +242,11 @@ fn scenario_idle() {
 }
 
 /// Starts `exe` as an executor of the driver at `driver_url` (as a worker would, without one).
-fn spawn_executor(
-    exe: &Path,
-    driver_url: &str,
-    app_id: &str,
-    envs: &[(&str, &str)],
-) -> ProcessGuard {
+fn spawn_executor(exe: &Path, driver_url: &str, app_id: &str, envs: &[(&str, &str)]) -> Proc {
     let mut command = std::process::Command::new(exe);
     command
         .args(["--exact", "scenario_idle", "--nocapture"])
-        .env_remove(app_support::SCENARIO_VAR)
+        .env_remove(support::SCENARIO_VAR)
         .env_remove("EMBER_AUTHENTICATE_SECRET")
         .env_remove("EMBER_EXECUTOR_OPTS")
         .env("EMBER_EXECUTOR", "1")
@@ -294,7 +259,7 @@ fn spawn_executor(
     for (key, value) in envs {
         command.env(key, value);
     }
-    ProcessGuard::spawn("stray executor", &mut command)
+    Proc::spawn("stray-executor", &mut command)
 }
 
 #[test]
@@ -311,25 +276,23 @@ fn an_executor_of_another_build_is_refused() {
         "scenario_idle",
         &[("EMBER_MASTER", "local-cluster[1,1,512]")],
     );
-    let driver_url = driver.stdout.value("DRIVER_URL");
-    let app_id = driver.stdout.value("APP_ID");
+    let driver_url = driver.value("DRIVER_URL");
+    let app_id = driver.value("APP_ID");
     let mut executor = spawn_executor(&other, &driver_url, &app_id, &[]);
-    let status = executor.wait();
+    let status = executor.wait_exit();
     assert_eq!(status.code(), Some(1), "{}", executor.output());
-    let said = executor.stderr.text();
+    let said = executor.log();
     assert!(
         said.contains("refused executor 77") && said.contains("runs a different binary"),
         "{}",
         executor.output()
     );
-    driver
-        .stderr
-        .wait_for("runs a different binary than the driver");
+    driver.wait_for_line("runs a different binary than the driver");
 
     // The driver is unharmed.
     driver.close_stdin();
     driver.wait_success();
-    assert_eq!(driver.stdout.value("STOPPED"), "ok");
+    assert_eq!(driver.value("STOPPED"), "ok");
 }
 
 #[test]
@@ -343,16 +306,21 @@ fn with_authentication_executors_need_the_secret() {
         ],
     );
     // The job ran on two executors, which got the secret from their workers.
-    let pids = pids_of(&driver);
+    let pids = pids_of(&mut driver);
     assert!(!pids.contains(&driver.pid()), "{pids:?}");
-    let driver_url = driver.stdout.value("DRIVER_URL");
-    let app_id = driver.stdout.value("APP_ID");
+    let driver_url = driver.value("DRIVER_URL");
+    let app_id = driver.value("APP_ID");
     let exe = std::env::current_exe().unwrap();
 
     // Without authentication: the driver refuses the connection.
     let mut executor = spawn_executor(&exe, &driver_url, &app_id, &[]);
-    assert_eq!(executor.wait().code(), Some(1), "{}", executor.output());
-    let said = executor.stderr.text();
+    assert_eq!(
+        executor.wait_exit().code(),
+        Some(1),
+        "{}",
+        executor.output()
+    );
+    let said = executor.log();
     assert!(
         said.contains("refused executor 77") && said.contains("authenticat"),
         "{}",
@@ -369,8 +337,13 @@ fn with_authentication_executors_need_the_secret() {
             ("EMBER_AUTHENTICATE_SECRET", "wrong"),
         ],
     );
-    assert_eq!(executor.wait().code(), Some(1), "{}", executor.output());
-    let said = executor.stderr.text();
+    assert_eq!(
+        executor.wait_exit().code(),
+        Some(1),
+        "{}",
+        executor.output()
+    );
+    let said = executor.log();
     assert!(
         said.contains("refused executor 77") && said.contains("authenticat"),
         "{}",
@@ -379,5 +352,5 @@ fn with_authentication_executors_need_the_secret() {
 
     driver.close_stdin();
     driver.wait_success();
-    assert_eq!(driver.stdout.value("STOPPED"), "ok");
+    assert_eq!(driver.value("STOPPED"), "ok");
 }

@@ -1,40 +1,28 @@
 //! Applications on a cluster of real `ember master` and `ember worker` processes: the driver is
-//! this test binary started again (see `app_support`); the workers fetch it from the driver and
+//! this test binary started again (see `support`); the workers fetch it from the driver and
 //! start it as executors.
 
-mod app_support;
+mod support;
 
 use std::collections::BTreeSet;
 
 use anyhow::{Context as _, ensure};
-use app_support::{
-    MasterProcess, WorkerProcess, http, process_gone, scenario, spawn_driver, tell, wait_for_test,
-    wait_until,
-};
 use serde_closure::Fn;
+use support::{
+    Master, Signal, TempDir, Worker, http_post, process_gone, scenario, scenario_context,
+    spawn_driver, tell, tell_pids, wait_for_test, wait_until,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios: run only in driver processes started by the tests below (and in executors).
 // ---------------------------------------------------------------------------------------------
-
-fn context() -> anyhow::Result<ember::Context> {
-    let mut builder = ember::Context::builder()
-        .app_name("app-test")
-        .conf("ember.ui.showConsoleProgress", "false");
-    for (key, value) in std::env::vars() {
-        if let Some(key) = key.strip_prefix("APP_TEST_CONF_") {
-            builder = builder.conf(key.replace('_', "."), value);
-        }
-    }
-    Ok(builder.create()?)
-}
 
 /// Runs a job on `APP_TEST_EXECUTORS` executors, tells the test about it, waits for the test,
 /// runs another job and stops.
 #[test]
 fn scenario_cluster_job() {
     scenario("scenario_cluster_job", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         let executors: usize = std::env::var("APP_TEST_EXECUTORS")?.parse()?;
         wait_until("the executors", || ctx.num_executors() == executors);
         let results = ctx.run_job(10, Fn!(|p: usize| (p * 3, std::process::id())))?;
@@ -48,13 +36,7 @@ fn scenario_cluster_job() {
             !pids.contains(&std::process::id()),
             "a task ran in the driver"
         );
-        tell(
-            "PIDS",
-            pids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        tell_pids(&pids);
         tell("APP_ID", ctx.application_id().context("an application id")?);
         wait_for_test();
         if std::env::var("APP_TEST_AFTER").as_deref() == Ok("job") {
@@ -69,9 +51,10 @@ fn scenario_cluster_job() {
 
 #[test]
 fn a_job_runs_on_daemon_processes_and_shows_in_the_masters_json() {
-    let master = MasterProcess::start(&[]);
-    let _w1 = WorkerProcess::start(&master, 1, "1g");
-    let _w2 = WorkerProcess::start(&master, 1, "1g");
+    let dir = TempDir::new("daemon-job");
+    let master = Master::start(&dir, "master", &[]);
+    let _w1 = Worker::start(&dir, "w1", &master.url, &["-c", "1", "-m", "1g"]).registered();
+    let _w2 = Worker::start(&dir, "w2", &master.url, &["-c", "1", "-m", "1g"]).registered();
     let mut driver = spawn_driver(
         "scenario_cluster_job",
         &[
@@ -80,8 +63,8 @@ fn a_job_runs_on_daemon_processes_and_shows_in_the_masters_json() {
             ("APP_TEST_AFTER", "job"),
         ],
     );
-    let app_id = driver.stdout.value("APP_ID");
-    let pids = driver.stdout.value("PIDS");
+    let app_id = driver.value("APP_ID");
+    let pids = driver.value("PIDS");
     assert_eq!(
         pids.split(',').count(),
         2,
@@ -123,9 +106,11 @@ fn parent_of(pid: u32) -> Option<u32> {
 
 #[test]
 fn executors_go_when_their_worker_stops_or_is_sigkilled() {
-    let master = MasterProcess::start(&[]);
-    let stopped = WorkerProcess::start(&master, 1, "1g");
-    let killed = WorkerProcess::start(&master, 1, "1g");
+    let dir = TempDir::new("worker-stops");
+    let master = Master::start(&dir, "master", &[]);
+    let stopped =
+        Worker::start(&dir, "stopped", &master.url, &["-c", "1", "-m", "1g"]).registered();
+    let killed = Worker::start(&dir, "killed", &master.url, &["-c", "1", "-m", "1g"]).registered();
     let mut driver = spawn_driver(
         "scenario_cluster_job",
         &[
@@ -134,52 +119,48 @@ fn executors_go_when_their_worker_stops_or_is_sigkilled() {
         ],
     );
     let pids: Vec<u32> = driver
-        .stdout
         .value("PIDS")
         .split(',')
         .map(|p| p.parse().unwrap())
         .collect();
-    let child_of = |worker: &WorkerProcess| {
+    let child_of = |worker: &Worker| {
         *pids
             .iter()
-            .find(|&&pid| parent_of(pid) == Some(worker.process.pid()))
-            .unwrap_or_else(|| panic!("no executor of worker {}: {pids:?}", worker.worker_id))
+            .find(|&&pid| parent_of(pid) == Some(worker.proc.pid()))
+            .unwrap_or_else(|| panic!("no executor of worker {}: {pids:?}", worker.id))
     };
     let (of_stopped, of_killed) = (child_of(&stopped), child_of(&killed));
 
     // SIGTERM: the worker kills its executor before it exits.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(stopped.process.pid() as i32),
-        nix::sys::signal::SIGTERM,
-    )
-    .unwrap();
+    stopped.proc.signal(Signal::SIGTERM);
     wait_until("the stopped worker's executor to go", || {
         process_gone(of_stopped)
     });
     assert!(!process_gone(of_killed), "the other executor is unaffected");
 
     // SIGKILL: the worker cannot act; its executor notices the worker is gone and exits.
-    killed.process.sigkill();
+    killed.proc.signal(Signal::SIGKILL);
     wait_until("the orphaned executor to exit", || process_gone(of_killed));
-    driver.stderr.wait_for("removing executor");
+    driver.wait_for_line("removing executor");
     driver.close_stdin();
     driver.wait_success();
 }
 
 #[test]
 fn executors_exit_when_their_driver_is_sigkilled() {
-    let master = MasterProcess::start(&[]);
-    let _worker = WorkerProcess::start(&master, 2, "1g");
-    let driver = spawn_driver(
+    let dir = TempDir::new("driver-killed");
+    let master = Master::start(&dir, "master", &[]);
+    let _worker = Worker::start(&dir, "worker", &master.url, &["-c", "2", "-m", "1g"]).registered();
+    let mut driver = spawn_driver(
         "scenario_cluster_job",
         &[
             ("EMBER_MASTER", master.url.as_str()),
             ("APP_TEST_EXECUTORS", "1"),
         ],
     );
-    let app_id = driver.stdout.value("APP_ID");
-    let pid: u32 = driver.stdout.value("PIDS").parse().unwrap();
-    driver.sigkill();
+    let app_id = driver.value("APP_ID");
+    let pid: u32 = driver.value("PIDS").parse().unwrap();
+    driver.signal(Signal::SIGKILL);
     wait_until("the executor to exit", || process_gone(pid));
     wait_until("the master to finish the application", || {
         master
@@ -192,7 +173,7 @@ fn executors_exit_when_their_driver_is_sigkilled() {
 #[test]
 fn scenario_starved() {
     scenario("scenario_starved", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         let job_ctx = ctx.clone();
         let job = std::thread::spawn(move || job_ctx.run_job(2, Fn!(|p: usize| p)));
         wait_for_test();
@@ -209,8 +190,10 @@ fn scenario_starved() {
 
 #[test]
 fn an_application_asking_too_much_waits_and_the_driver_says_why() {
-    let master = MasterProcess::start(&[]);
-    let _worker = WorkerProcess::start(&master, 1, "512m");
+    let dir = TempDir::new("starved");
+    let master = Master::start(&dir, "master", &[]);
+    let _worker =
+        Worker::start(&dir, "worker", &master.url, &["-c", "1", "-m", "512m"]).registered();
     let mut driver = spawn_driver(
         "scenario_starved",
         &[
@@ -219,7 +202,7 @@ fn an_application_asking_too_much_waits_and_the_driver_says_why() {
             ("APP_TEST_CONF_ember_starvation_timeout", "200ms"),
         ],
     );
-    let why = driver.stderr.wait_for("No worker is big enough");
+    let why = driver.wait_for_line("No worker is big enough");
     assert!(
         why.contains("512 MiB")
             && why.contains("4096 MiB")
@@ -232,7 +215,7 @@ fn an_application_asking_too_much_waits_and_the_driver_says_why() {
     assert_eq!(apps[0].1, "WAITING", "{apps:?}");
     driver.close_stdin();
     driver.wait_success();
-    let error = driver.stdout.value("JOB_ERROR");
+    let error = driver.value("JOB_ERROR");
     assert!(error.contains("stopped"), "{error}");
 }
 
@@ -241,7 +224,7 @@ fn an_application_asking_too_much_waits_and_the_driver_says_why() {
 #[test]
 fn scenario_removed() {
     scenario("scenario_removed", || {
-        let ctx = context()?;
+        let ctx = scenario_context()?;
         tell("APP_ID", {
             let mut id = None;
             wait_until("an application id", || {
@@ -284,9 +267,9 @@ fn scenario_removed() {
 
 #[test]
 fn killing_the_application_in_the_master_stops_the_context_with_the_reason() {
-    let master = MasterProcess::start(&[]);
-    let _worker = WorkerProcess::start(&master, 2, "1g");
-    let dir = app_support::TempDir::new("removed");
+    let dir = TempDir::new("removed");
+    let master = Master::start(&dir, "master", &[]);
+    let _worker = Worker::start(&dir, "worker", &master.url, &["-c", "2", "-m", "1g"]).registered();
     let release = dir.path().join("release").display().to_string();
     let mut driver = spawn_driver(
         "scenario_removed",
@@ -295,19 +278,18 @@ fn killing_the_application_in_the_master_stops_the_context_with_the_reason() {
             ("APP_TEST_RELEASE", release.as_str()),
         ],
     );
-    let app_id = driver.stdout.value("APP_ID");
-    driver.stdout.value("RUNNING");
-    http(
-        &master.web_ui,
-        "POST",
-        &format!("/app/kill?id={app_id}&terminate=true"),
-    );
-    let error = driver.stdout.value("JOB_ERROR");
+    let app_id = driver.value("APP_ID");
+    driver.value("RUNNING");
+    http_post(&format!(
+        "{}/app/kill?id={app_id}&terminate=true",
+        master.web_ui
+    ));
+    let error = driver.value("JOB_ERROR");
     assert!(
         error.contains("Master removed our application: KILLED"),
         "{error}"
     );
-    let reason = driver.stdout.value("STOP_REASON");
+    let reason = driver.value("STOP_REASON");
     assert!(
         reason.contains("Master removed our application: KILLED"),
         "{reason}"

@@ -7,14 +7,14 @@ mod support;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::{DEADLINE, Master, Proc, Signal, TempDir, Worker};
+use support::{Master, Proc, Signal, TempDir, Worker};
 
 /// Runs `ember <args>` with `envs` in `dir`, expects it to fail by itself, and returns its
 /// `ember: error:` line after checking that it did not panic and that the message is not
 /// repeated.
 fn fails(dir: &TempDir, name: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
-    let mut proc = Proc::spawn(name, dir.path(), args, envs);
-    let status = proc.wait_exit(DEADLINE);
+    let mut proc = Proc::ember(name, dir.path(), args, envs);
+    let status = proc.wait_exit();
     let log = proc.log();
     assert!(
         !status.success(),
@@ -253,7 +253,7 @@ fn properties_file_is_honoured_and_flags_override_it() {
         "master",
         &["--properties-file", master_conf.to_str().unwrap()],
     );
-    let mut worker = Worker::attach(Proc::spawn(
+    let mut worker = Worker::attach(Proc::ember(
         "worker",
         dir.path(),
         &strs(&worker_with(
@@ -287,7 +287,7 @@ fn environment_is_honoured_and_flags_override_it() {
     let dir = TempDir::new("environment");
     // EMBER_MASTER_PORT alone chooses the port.
     let port = support::free_port().to_string();
-    let master = Master::attach(Proc::spawn(
+    let master = Master::attach(Proc::ember(
         "master-env",
         dir.path(),
         &["master", "-h", "127.0.0.1", "--webui-port", "0"],
@@ -298,7 +298,7 @@ fn environment_is_honoured_and_flags_override_it() {
     // `-p` beats EMBER_MASTER_PORT (which points at a port in use here).
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port().to_string();
-    let other = Master::attach(Proc::spawn(
+    let other = Master::attach(Proc::ember(
         "master-flag",
         dir.path(),
         MASTER,
@@ -308,7 +308,7 @@ fn environment_is_honoured_and_flags_override_it() {
 
     // EMBER_WORKER_CORES and EMBER_WORKER_MEMORY, and `-c` over EMBER_WORKER_CORES.
     let env = [("EMBER_WORKER_CORES", "3"), ("EMBER_WORKER_MEMORY", "640m")];
-    let from_env = Worker::attach(Proc::spawn(
+    let from_env = Worker::attach(Proc::ember(
         "worker-env",
         dir.path(),
         &strs(&worker_with(&dir, &master.url, &[])),
@@ -321,7 +321,7 @@ fn environment_is_honoured_and_flags_override_it() {
         (Some(3), Some(640))
     );
 
-    let from_flag = Worker::attach(Proc::spawn(
+    let from_flag = Worker::attach(Proc::ember(
         "worker-flag",
         dir.path(),
         &strs(&worker_with(&dir, &master.url, &["-c", "2"])),
@@ -341,7 +341,7 @@ fn environment_is_honoured_and_flags_override_it() {
     )
     .unwrap();
     let conf_dir = conf_dir.to_str().unwrap();
-    let from_defaults = Worker::attach(Proc::spawn(
+    let from_defaults = Worker::attach(Proc::ember(
         "worker-defaults",
         dir.path(),
         &strs(&worker_with(&dir, &master.url, &[])),

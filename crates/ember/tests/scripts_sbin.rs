@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{DEADLINE, TempDir, eventually_true, hermetic};
+use support::{DEADLINE, TempDir, hermetic, process_gone, wait_until};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,17 +32,6 @@ fn free_port_pair() -> u16 {
         drop((first, second));
         Some(port)
     })
-}
-
-/// Whether `pid` is gone: no such process, or a zombie (exited; this machine's init may not
-/// reap the orphans the scripts leave).
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
 }
 
 /// A local cluster run by the sbin scripts, stopped and killed on drop.
@@ -228,7 +217,7 @@ fn start_all_and_stop_all_run_a_local_cluster() {
     let started = cluster.ok("start-all.sh", &[]);
     assert!(started.contains("starting master"), "{started}");
 
-    eventually_true(DEADLINE, "2 ALIVE workers in the master's JSON", || {
+    wait_until("2 ALIVE workers in the master's JSON", || {
         cluster.master_json().is_some_and(|json| {
             json["aliveworkers"] == 2
                 && json["workers"]
@@ -304,9 +293,7 @@ fn start_all_and_stop_all_run_a_local_cluster() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    eventually_true(DEADLINE, "the killed worker to be gone", || {
-        process_gone(dead_pid)
-    });
+    wait_until("the killed worker to be gone", || process_gone(dead_pid));
     assert_eq!(
         cluster.status("worker", "2"),
         Some(1),
@@ -317,9 +304,7 @@ fn start_all_and_stop_all_run_a_local_cluster() {
     assert!(stopped.contains("no worker to stop"), "{stopped}");
     assert!(stopped.contains("stopping master"), "{stopped}");
     for pid in daemon_pids {
-        eventually_true(DEADLINE, &format!("daemon {pid} to be gone"), || {
-            process_gone(pid)
-        });
+        wait_until(&format!("daemon {pid} to be gone"), || process_gone(pid));
     }
     let pid_files: Vec<_> = std::fs::read_dir(cluster.dir.join("pids"))
         .unwrap()

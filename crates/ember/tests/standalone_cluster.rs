@@ -23,7 +23,7 @@ use ember_rpc::{
     EmberConf, EndpointContext, HandlerResult, RpcAddress, RpcEndpoint, RpcEnv, RpcEnvConfig,
 };
 use serde_json::Value;
-use support::{DEADLINE, Master, Signal, TempDir, Worker, eventually_true, free_port, http_get};
+use support::{DEADLINE, Master, Signal, TempDir, Worker, free_port, http_get, wait_until};
 
 /// `ember.worker.timeout` for both daemons: short, but long enough for a loaded 2-core machine.
 const TIMEOUT: &str = "ember.worker.timeout=2s";
@@ -210,7 +210,7 @@ fn killed_worker_is_dead() {
     master.await_worker_state(&worker.id, "ALIVE", DEADLINE);
 
     worker.proc.signal(Signal::SIGKILL);
-    worker.proc.wait_exit(DEADLINE);
+    worker.proc.wait_exit();
     master.await_worker_state(&worker.id, "DEAD", DEAD_WITHIN);
     assert_eq!(master.json()["aliveworkers"], 0);
 }
@@ -342,7 +342,7 @@ fn sigterm_stops_worker_and_master_cleanly() {
     let mut worker = Worker::start(&dir, "worker", &master.url, &["--conf", TIMEOUT]).registered();
 
     worker.proc.signal(Signal::SIGTERM);
-    let status = worker.proc.wait_exit(DEADLINE);
+    let status = worker.proc.wait_exit();
     assert!(
         status.success(),
         "worker exited with {status}:\n{}",
@@ -352,7 +352,7 @@ fn sigterm_stops_worker_and_master_cleanly() {
     master.await_worker_state(&worker.id, "DEAD", DEAD_WITHIN);
 
     master.proc.signal(Signal::SIGTERM);
-    let status = master.proc.wait_exit(DEADLINE);
+    let status = master.proc.wait_exit();
     assert!(
         status.success(),
         "master exited with {status}:\n{}",
@@ -383,7 +383,7 @@ fn worker_without_a_master_gives_up_and_names_it() {
             "ember.worker.registration.prolongedInterval=200ms",
         ],
     );
-    let status = worker.proc.wait_exit(DEADLINE);
+    let status = worker.proc.wait_exit();
     let log = worker.proc.log();
     assert!(
         !status.success(),
@@ -483,7 +483,7 @@ fn garbage_from_a_peer_does_not_disturb_the_master() {
     // Still serving: alive, its UI answers, a new worker registers, the old one stays ALIVE.
     assert!(master.proc.is_running(), "{}", master.proc.log());
     let second = Worker::start(&dir, "worker2", &master.url, &[]).registered();
-    eventually_true(DEADLINE, "both workers ALIVE", || {
+    wait_until("both workers ALIVE", || {
         let json = master.json();
         json["aliveworkers"] == 2
             && support::worker_state(&json, &first.id).as_deref() == Some("ALIVE")

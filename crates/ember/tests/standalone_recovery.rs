@@ -8,7 +8,7 @@
 
 mod support;
 
-use support::{DEADLINE, Master, Signal, TempDir, Worker, eventually_true, free_port};
+use support::{DEADLINE, Master, Signal, TempDir, Worker, free_port, wait_until};
 
 // Spark parity: Master.beginRecovery / completeRecovery with FileSystemPersistenceEngine.
 #[test]
@@ -53,16 +53,16 @@ fn master_restarted_with_filesystem_recovery_gets_its_workers_back() {
     );
 
     master.proc.signal(Signal::SIGKILL);
-    master.proc.wait_exit(DEADLINE);
+    master.proc.wait_exit();
     for w in &workers {
-        eventually_true(DEADLINE, "the worker to notice the master is gone", || {
+        wait_until("the worker to notice the master is gone", || {
             w.proc.log().contains("connection to the master lost")
         });
     }
 
     let restarted = Master::start_on(&dir, "master2", port, &master_args);
     assert_eq!(restarted.url, master.url);
-    eventually_true(DEADLINE, "the master to recover and be ALIVE", || {
+    wait_until("the master to recover and be ALIVE", || {
         let json = restarted.json();
         json["status"] == "ALIVE"
             && workers

@@ -129,11 +129,6 @@ impl TaskFn {
         })
     }
 
-    /// Wraps an already shipped body.
-    pub fn from_shipped(body: ShippedBox<dyn TaskBody>) -> TaskFn {
-        Self { body }
-    }
-
     /// The shipped body.
     pub fn shipped(&self) -> &ShippedBox<dyn TaskBody> {
         &self.body

@@ -192,11 +192,6 @@ impl Executor {
         self.shared.lock_tasks().len()
     }
 
-    /// The attempts held, for tests and heartbeats.
-    pub fn task_ids(&self) -> HashSet<TaskId> {
-        self.shared.lock_tasks().keys().copied().collect()
-    }
-
     /// Stops the task threads once their current tasks return; queued tasks are dropped.
     pub fn stop(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);

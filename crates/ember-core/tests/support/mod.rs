@@ -1,6 +1,6 @@
-//! A fake standalone cluster for tests and benchmarks: a fake `Master` endpoint that grants
-//! executors and starts them as a worker would (re-executing the test binary with
-//! `--exact executor_entry`), and a fake `Worker` endpoint the executors watch.
+//! A fake standalone cluster for tests: a fake `Master` endpoint that grants executors and starts
+//! them as a worker would (re-executing the test binary with `--exact executor_entry`), and a fake
+//! `Worker` endpoint the executors watch.
 //!
 //! A test binary using this must define `#[test] fn executor_entry() {
 //! ember_core::run_if_executor_role(); }`.

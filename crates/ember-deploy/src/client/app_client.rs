@@ -520,6 +520,28 @@ mod tests {
         }
     }
 
+    /// A driver's RpcEnv with an AppClient registering with the master in `master_env`, and
+    /// what the client tells its listener.
+    async fn driver(
+        master_env: &RpcEnv,
+        conf: AppClientConf,
+    ) -> (RpcEnv, Arc<Recorder>, AppClient) {
+        let env = RpcEnv::create(RpcEnvConfig::new("driver", "127.0.0.1", 0))
+            .await
+            .unwrap();
+        let listener = Arc::new(Recorder::default());
+        let client = AppClient::start(
+            &env,
+            vec![master_env.address().clone()],
+            app_desc(),
+            listener.clone(),
+            conf,
+        )
+        .await
+        .unwrap();
+        (env, listener, client)
+    }
+
     fn conf(timeout_ms: u64, retries: u32) -> AppClientConf {
         AppClientConf {
             registration_timeout: Duration::from_millis(timeout_ms),
@@ -531,19 +553,7 @@ mod tests {
     async fn registers_relays_follows_a_new_master_and_unregisters() {
         let (m1_env, _m1, m1_seen, driver_slot) = master(true).await;
         let (m2_env, m2, m2_seen, _) = master(true).await;
-        let env = RpcEnv::create(RpcEnvConfig::new("driver", "127.0.0.1", 0))
-            .await
-            .unwrap();
-        let listener = Arc::new(Recorder::default());
-        let client = AppClient::start(
-            &env,
-            vec![m1_env.address().clone()],
-            app_desc(),
-            listener.clone(),
-            conf(10_000, 3),
-        )
-        .await
-        .unwrap();
+        let (env, listener, client) = driver(&m1_env, conf(10_000, 3)).await;
         eventually("registration", || listener.has("connected app-1")).await;
         assert_eq!(client.app_id(), Some(AppId::from("app-1")));
         assert_eq!(client.active_master().as_ref(), Some(m1_env.address()));
@@ -620,19 +630,7 @@ mod tests {
     #[tokio::test]
     async fn gives_up_when_no_master_answers() {
         let (m_env, _m, seen, _) = master(false).await;
-        let env = RpcEnv::create(RpcEnvConfig::new("driver", "127.0.0.1", 0))
-            .await
-            .unwrap();
-        let listener = Arc::new(Recorder::default());
-        let _client = AppClient::start(
-            &env,
-            vec![m_env.address().clone()],
-            app_desc(),
-            listener.clone(),
-            conf(20, 3),
-        )
-        .await
-        .unwrap();
+        let (env, listener, _client) = driver(&m_env, conf(20, 3)).await;
         eventually("giving up", || {
             listener.has("dead All masters are unresponsive! Giving up.")
         })
@@ -654,19 +652,7 @@ mod tests {
     #[tokio::test]
     async fn application_removed_is_fatal() {
         let (m_env, _m, _seen, driver_slot) = master(true).await;
-        let env = RpcEnv::create(RpcEnvConfig::new("driver", "127.0.0.1", 0))
-            .await
-            .unwrap();
-        let listener = Arc::new(Recorder::default());
-        let client = AppClient::start(
-            &env,
-            vec![m_env.address().clone()],
-            app_desc(),
-            listener.clone(),
-            conf(10_000, 3),
-        )
-        .await
-        .unwrap();
+        let (env, listener, client) = driver(&m_env, conf(10_000, 3)).await;
         eventually("registration", || listener.has("connected app-1")).await;
         let driver = driver_slot.lock().unwrap().clone().unwrap();
         driver

@@ -26,13 +26,13 @@ use tracing::{debug, error, info, warn};
 
 use ember_rpc::{
     EndpointContext, EndpointRef, HandlerResult, RpcAddress, RpcCallContext, RpcEndpoint,
-    TimerHandle,
+    RpcMessage, TimerHandle,
 };
 
 use super::persistence::{PersistOp, PersistenceEngine, PersistenceError};
 use super::state::{Effect, Master, ToApp, ToWorker, WorkerRegistration};
 use crate::error::DeployError;
-use crate::ids::now_millis;
+use crate::ids::{AppId, now_millis};
 use crate::messages::{
     APP_CLIENT_ENDPOINT, AppClientMessage, AppToMaster, ClientToMaster, MasterInternal,
     MasterMessage, MasterToApp, MasterToWorker, WORKER_ENDPOINT, WorkerMessage, WorkerToMaster,
@@ -142,9 +142,7 @@ impl MasterEndpoint {
                     now,
                 );
                 self.perform(ctx, effects).await;
-                if let Some(reply) = reply {
-                    reply.reply(true);
-                }
+                answer(reply, true);
             }
             WorkerToMaster::RegisterWorker {
                 id,
@@ -237,9 +235,7 @@ impl MasterEndpoint {
             } => {
                 let (known, effects) = self.state.request_executors(&app_id, requested_total, now);
                 self.perform(ctx, effects).await;
-                if let Some(reply) = reply {
-                    reply.reply(known);
-                }
+                answer(reply, known);
             }
             AppToMaster::KillExecutors {
                 app_id,
@@ -247,9 +243,7 @@ impl MasterEndpoint {
             } => {
                 let (known, effects) = self.state.kill_executors(&app_id, &executor_ids, now);
                 self.perform(ctx, effects).await;
-                if let Some(reply) = reply {
-                    reply.reply(known);
-                }
+                answer(reply, known);
             }
             AppToMaster::RegisterApplication { app_desc, driver } => {
                 let address = driver.address().clone();
@@ -275,11 +269,6 @@ impl MasterEndpoint {
         reply: Option<RpcCallContext>,
         now: u64,
     ) {
-        fn answer<T: serde::Serialize + Send + 'static>(reply: Option<RpcCallContext>, value: T) {
-            if let Some(reply) = reply {
-                reply.reply(value);
-            }
-        }
         match m {
             ClientToMaster::RequestSubmitDriver { driver_desc } => {
                 let (response, effects) = self.state.submit_driver(driver_desc, now);
@@ -332,19 +321,14 @@ impl MasterEndpoint {
                 self.state.complete_recovery(now)
             }
             MasterInternal::ElectedLeader => {
-                let engine = self.persistence.clone();
-                let read = if engine.blocks() {
-                    tokio::task::spawn_blocking(move || engine.read_persisted_data())
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(PersistenceError::Read {
-                                location: "recovery store".to_owned(),
-                                source: std::io::Error::other(e.to_string()),
-                            })
+                let read = with_engine(&self.persistence, |engine| engine.read_persisted_data())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(PersistenceError::Read {
+                            location: "recovery store".to_owned(),
+                            source: std::io::Error::other(e.to_string()),
                         })
-                } else {
-                    engine.read_persisted_data()
-                };
+                    });
                 match read {
                     Ok(mut data) => {
                         for problem in data.skipped.drain(..) {
@@ -387,26 +371,8 @@ impl MasterEndpoint {
                     address,
                     msg,
                 } => {
-                    let message = match msg {
-                        ToWorker::Registered {
-                            duplicate,
-                            master_address,
-                        } => MasterToWorker::RegisteredWorker {
-                            master: ctx.self_ref().clone(),
-                            master_web_ui_url: self.state.identity().web_ui_url.clone(),
-                            master_address,
-                            duplicate,
-                        },
-                        ToWorker::MasterChanged => MasterToWorker::MasterChanged {
-                            master: ctx.self_ref().clone(),
-                            master_web_ui_url: self.state.identity().web_ui_url.clone(),
-                        },
-                        ToWorker::Message(m) => m.into(),
-                    };
-                    let target = self
-                        .worker_refs
-                        .entry(address.clone())
-                        .or_insert_with(|| ctx.env().endpoint_ref(address, WORKER_ENDPOINT));
+                    let message = self.worker_message(ctx, msg);
+                    let target = kept_ref(&mut self.worker_refs, ctx, address, WORKER_ENDPOINT);
                     if let Err(e) = target.send(message) {
                         debug!(%worker_id, error = %e.error, "could not send to worker");
                     }
@@ -416,21 +382,8 @@ impl MasterEndpoint {
                     address,
                     msg,
                 } => {
-                    let message = match msg {
-                        ToApp::Registered => MasterToApp::RegisteredApplication {
-                            app_id: app_id.clone(),
-                            master: ctx.self_ref().clone(),
-                        },
-                        ToApp::MasterChanged => MasterToApp::MasterChanged {
-                            master: ctx.self_ref().clone(),
-                            master_web_ui_url: self.state.identity().web_ui_url.clone(),
-                        },
-                        ToApp::Message(m) => m.into(),
-                    };
-                    let target = self
-                        .app_refs
-                        .entry(address.clone())
-                        .or_insert_with(|| ctx.env().endpoint_ref(address, APP_CLIENT_ENDPOINT));
+                    let message = self.app_message(ctx, &app_id, msg);
+                    let target = kept_ref(&mut self.app_refs, ctx, address, APP_CLIENT_ENDPOINT);
                     if let Err(e) = target.send(message) {
                         debug!(%app_id, error = %e.error, "could not send to application");
                     }
@@ -452,9 +405,8 @@ impl MasterEndpoint {
 
     /// Applies persistence operations in order; false if an addition failed.
     async fn persist(&mut self, ops: Vec<PersistOp>) -> bool {
-        let engine = self.persistence.clone();
-        let apply = move || -> Vec<(bool, PersistenceError)> {
-            let mut failures = Vec::new();
+        let apply = move |engine: &dyn PersistenceEngine| {
+            let mut failures: Vec<(bool, PersistenceError)> = Vec::new();
             for op in &ops {
                 if let Err(e) = engine.apply(op) {
                     failures.push((op.is_add(), e));
@@ -465,16 +417,12 @@ impl MasterEndpoint {
             }
             failures
         };
-        let failures = if self.persistence.blocks() {
-            match tokio::task::spawn_blocking(apply).await {
-                Ok(f) => f,
-                Err(e) => {
-                    error!(error = %e, "the persistence task failed");
-                    return false;
-                }
+        let failures = match with_engine(&self.persistence, apply).await {
+            Ok(failures) => failures,
+            Err(e) => {
+                error!(error = %e, "the persistence task failed");
+                return false;
             }
-        } else {
-            apply()
         };
         let mut ok = true;
         for (is_add, e) in failures {
@@ -488,12 +436,79 @@ impl MasterEndpoint {
         ok
     }
 
+    /// What `msg` is on the wire (the ones carrying this master's ref are built here).
+    fn worker_message(&self, ctx: &Ctx, msg: ToWorker) -> MasterToWorker {
+        match msg {
+            ToWorker::Registered {
+                duplicate,
+                master_address,
+            } => MasterToWorker::RegisteredWorker {
+                master: ctx.self_ref().clone(),
+                master_web_ui_url: self.state.identity().web_ui_url.clone(),
+                master_address,
+                duplicate,
+            },
+            ToWorker::MasterChanged => MasterToWorker::MasterChanged {
+                master: ctx.self_ref().clone(),
+                master_web_ui_url: self.state.identity().web_ui_url.clone(),
+            },
+            ToWorker::Message(m) => m.into(),
+        }
+    }
+
+    /// What `msg` for application `app_id` is on the wire (the ones carrying this master's ref
+    /// are built here).
+    fn app_message(&self, ctx: &Ctx, app_id: &AppId, msg: ToApp) -> MasterToApp {
+        match msg {
+            ToApp::Registered => MasterToApp::RegisteredApplication {
+                app_id: app_id.clone(),
+                master: ctx.self_ref().clone(),
+            },
+            ToApp::MasterChanged => MasterToApp::MasterChanged {
+                master: ctx.self_ref().clone(),
+                master_web_ui_url: self.state.identity().web_ui_url.clone(),
+            },
+            ToApp::Message(m) => m.into(),
+        }
+    }
+
     /// Drops refs to addresses no worker entry or application has any more.
     fn prune_refs(&mut self) {
         let known: HashSet<&RpcAddress> = self.state.workers().map(|w| &w.address).collect();
         self.worker_refs.retain(|a, _| known.contains(a));
         let state = &self.state;
         self.app_refs.retain(|a, _| state.knows_app_address(a));
+    }
+}
+
+/// Answers an ask with `value`; nothing for a one-way message.
+fn answer<T: serde::Serialize + Send + 'static>(reply: Option<RpcCallContext>, value: T) {
+    if let Some(reply) = reply {
+        reply.reply(value);
+    }
+}
+
+/// The ref kept for the endpoint `name` at `address`; made and kept if there is none.
+fn kept_ref<'a, M: RpcMessage>(
+    refs: &'a mut HashMap<RpcAddress, EndpointRef<M>>,
+    ctx: &Ctx,
+    address: RpcAddress,
+    name: &str,
+) -> &'a EndpointRef<M> {
+    refs.entry(address.clone())
+        .or_insert_with(|| ctx.env().endpoint_ref(address, name))
+}
+
+/// Runs `f` with the persistence engine: on a blocking thread when the engine does blocking I/O.
+async fn with_engine<T: Send + 'static>(
+    engine: &Arc<dyn PersistenceEngine>,
+    f: impl FnOnce(&dyn PersistenceEngine) -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if engine.blocks() {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || f(&*engine)).await
+    } else {
+        Ok(f(&**engine))
     }
 }
 

@@ -11,7 +11,8 @@ use ember_rpc::RpcAddress;
 
 use crate::description::{ApplicationDescription, DriverDescription};
 use crate::ids::{AppId, DriverId, ExecutorId, WorkerId};
-use crate::messages::{DriverSummary, ExecutorSummary, WorkerSummary};
+use crate::master::persistence::WorkerRecord;
+use crate::messages::{ApplicationSummary, DriverSummary, ExecutorSummary, WorkerSummary};
 use crate::state::{ApplicationState, DriverState, ExecutorState, WorkerState};
 
 /// An executor across applications (Spark's `appId/execId`).
@@ -65,17 +66,16 @@ pub struct WorkerInfo {
 
 impl WorkerInfo {
     /// A newly registered (or recovered) worker: ALIVE, nothing used, heard from `now_ms`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: WorkerId,
-        host: String,
-        port: u16,
-        address: RpcAddress,
-        cores: u32,
-        memory_mb: u32,
-        web_ui_url: String,
-        now_ms: u64,
-    ) -> Self {
+    pub fn new(record: WorkerRecord, now_ms: u64) -> Self {
+        let WorkerRecord {
+            id,
+            host,
+            port,
+            address,
+            cores,
+            memory_mb,
+            web_ui_url,
+        } = record;
         Self {
             id,
             host,
@@ -116,41 +116,39 @@ impl WorkerInfo {
     /// Places an executor here (no-op if it already is).
     pub fn add_executor(&mut self, key: ExecutorKey, allocation: Allocation) {
         if self.executors.insert(key, allocation).is_none() {
-            self.cores_used = self.cores_used.saturating_add(allocation.cores);
-            self.memory_used_mb = self.memory_used_mb.saturating_add(allocation.memory_mb);
+            self.hold(allocation);
         }
     }
 
     /// Frees what an executor held; false if it was not here.
     pub fn remove_executor(&mut self, key: &ExecutorKey) -> bool {
-        match self.executors.remove(key) {
-            Some(a) => {
-                self.cores_used = self.cores_used.saturating_sub(a.cores);
-                self.memory_used_mb = self.memory_used_mb.saturating_sub(a.memory_mb);
-                true
-            }
-            None => false,
-        }
+        let removed = self.executors.remove(key);
+        removed.map(|a| self.release(a)).is_some()
     }
 
     /// Places a driver here (no-op if it already is).
     pub fn add_driver(&mut self, id: DriverId, allocation: Allocation) {
         if self.drivers.insert(id, allocation).is_none() {
-            self.cores_used = self.cores_used.saturating_add(allocation.cores);
-            self.memory_used_mb = self.memory_used_mb.saturating_add(allocation.memory_mb);
+            self.hold(allocation);
         }
     }
 
     /// Frees what a driver held; false if it was not here.
     pub fn remove_driver(&mut self, id: &DriverId) -> bool {
-        match self.drivers.remove(id) {
-            Some(a) => {
-                self.cores_used = self.cores_used.saturating_sub(a.cores);
-                self.memory_used_mb = self.memory_used_mb.saturating_sub(a.memory_mb);
-                true
-            }
-            None => false,
-        }
+        let removed = self.drivers.remove(id);
+        removed.map(|a| self.release(a)).is_some()
+    }
+
+    // `cores_used` and `memory_used_mb` sum the two maps (Spark's `coresUsed`/`memoryUsed`); the
+    // four methods above keep them in step through these two.
+    fn hold(&mut self, a: Allocation) {
+        self.cores_used = self.cores_used.saturating_add(a.cores);
+        self.memory_used_mb = self.memory_used_mb.saturating_add(a.memory_mb);
+    }
+
+    fn release(&mut self, a: Allocation) {
+        self.cores_used = self.cores_used.saturating_sub(a.cores);
+        self.memory_used_mb = self.memory_used_mb.saturating_sub(a.memory_mb);
     }
 
     /// The UI's view.
@@ -345,6 +343,25 @@ impl ApplicationInfo {
     pub fn mark_finished(&mut self, state: ApplicationState, now_ms: u64) {
         self.state = state;
         self.end_time_ms = Some(now_ms);
+    }
+
+    /// The UI's view: its current executors, then the removed ones.
+    pub fn summary(&self) -> ApplicationSummary {
+        ApplicationSummary {
+            id: self.id.clone(),
+            desc: self.desc.clone(),
+            start_time_ms: self.start_time_ms,
+            end_time_ms: self.end_time_ms,
+            cores_granted: self.cores_granted,
+            state: self.state,
+            executors: self
+                .executors
+                .values()
+                .chain(self.removed_executors.iter())
+                .map(ExecutorDesc::summary)
+                .collect(),
+            driver_address: self.driver_address.clone(),
+        }
     }
 
     /// How long it ran (or has run until `now_ms`), ms.

@@ -1,5 +1,6 @@
 //! What executor and driver runners share: placeholder substitution, the process spec built from
-//! a [`Command`], the stderr header, and the handle the endpoint keeps for each runner.
+//! a [`Command`] (with the log URLs and the worker's own variables every child gets), the stderr
+//! header, and the handle the endpoint keeps for each runner.
 //!
 //! Spark counterpart: `CommandUtils.buildProcessBuilder` and the `substituteVariables` functions
 //! of `ExecutorRunner` and `DriverRunner`. Spark replaces an argument only when it is exactly a
@@ -42,6 +43,32 @@ pub struct RunnerContext {
     pub child_env: Vec<(String, String)>,
 }
 
+/// Environment variable: the URL of a child's stdout log page.
+pub const ENV_LOG_URL_STDOUT: &str = "EMBER_LOG_URL_STDOUT";
+/// Environment variable: the URL of a child's stderr log page.
+pub const ENV_LOG_URL_STDERR: &str = "EMBER_LOG_URL_STDERR";
+
+impl RunnerContext {
+    /// The process for `command` run from `dir` (see [`process_spec`]). After the command's own
+    /// environment come `extra_env`, the URLs of the child's log pages on this worker's UI
+    /// (`/logPage/?<log_query>&logType=stdout|stderr`) and [`child_env`](Self::child_env).
+    pub fn child_process_spec(
+        &self,
+        command: &Command,
+        binary: &Path,
+        subs: &Substitutions,
+        mut extra_env: Vec<(String, String)>,
+        log_query: &str,
+        dir: &Path,
+    ) -> ProcessSpec {
+        let logs = format!("{}/logPage/?{log_query}&logType=", self.web_ui_url);
+        extra_env.push((ENV_LOG_URL_STDOUT.to_owned(), format!("{logs}stdout")));
+        extra_env.push((ENV_LOG_URL_STDERR.to_owned(), format!("{logs}stderr")));
+        extra_env.extend(self.child_env.iter().cloned());
+        process_spec(command, binary, subs, extra_env, dir)
+    }
+}
+
 impl fmt::Debug for RunnerContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunnerContext")
@@ -74,11 +101,6 @@ impl RunnerHandle {
     /// Asks the runner to kill its process (SIGTERM, then SIGKILL after the grace period).
     pub fn kill(&self) {
         self.kill.cancel();
-    }
-
-    /// Whether a kill was asked for.
-    pub fn is_killed(&self) -> bool {
-        self.kill.is_cancelled()
     }
 
     /// Waits until the runner has finished (its process is gone and its final state reported).
@@ -228,11 +250,6 @@ pub fn write_header(spec: &ProcessSpec, title: &str) -> Result<(), crate::Deploy
         })
 }
 
-/// `<web ui>/logPage/?<query>&logType=` — append `stdout` or `stderr`.
-pub fn log_url_base(web_ui_url: &str, query: &str) -> String {
-    format!("{web_ui_url}/logPage/?{query}&logType=")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +327,95 @@ mod tests {
         // A driver has no executor or application id to substitute.
         let d = Substitutions::driver("h1", 1, 1024, "w");
         assert_eq!(d.apply("{{APP_ID}} {{CORES}}"), "{{APP_ID}} 1");
+    }
+}
+
+/// The fixture of the runner tests: a temp dir holding an application binary, an in-memory
+/// launcher, and a [`RunnerContext`] whose reports of one kind are recorded.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use super::RunnerContext;
+    use crate::description::{AppBinary, BinaryLocation};
+    use crate::file_server::digest_file;
+    use crate::messages::WorkerInternal;
+    use crate::worker::app_cache::AppCache;
+    use crate::worker::process::InMemoryLauncher;
+
+    /// Runs `L`s (a runner's launch) and records `R`s (its reports).
+    pub(crate) struct Fixture<R, L> {
+        /// The temp dir, removed by [`finish`](Self::finish).
+        pub(crate) dir: PathBuf,
+        pub(crate) ctx: RunnerContext,
+        pub(crate) launcher: InMemoryLauncher,
+        /// The reports `record` kept, in order.
+        pub(crate) log: Arc<Mutex<Vec<R>>>,
+        pub(crate) launch: L,
+        env: ember_rpc::RpcEnv,
+    }
+
+    impl<R: Send + 'static, L> Fixture<R, L> {
+        /// Writes `contents` as the binary `<dir>/app` in a new temp dir named after `kind` and
+        /// `name`; `launch` gets the dir and that binary (named `app`, with its digest).
+        pub(crate) async fn new(
+            kind: &str,
+            name: &str,
+            contents: &[u8],
+            child_env: Vec<(String, String)>,
+            record: fn(WorkerInternal) -> Option<R>,
+            launch: impl FnOnce(&Path, AppBinary) -> L,
+        ) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "ember-{kind}-{name}-{}-{}",
+                std::process::id(),
+                crate::ids::now_millis()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let binary_path = dir.join("app");
+            std::fs::write(&binary_path, contents).unwrap();
+            let (digest, size) = digest_file(&binary_path).unwrap();
+            let binary = AppBinary {
+                name: "app".into(),
+                digest,
+                size,
+                location: BinaryLocation::LocalPath(binary_path.display().to_string()),
+            };
+            let env = ember_rpc::RpcEnv::create(ember_rpc::RpcEnvConfig::new("t", "127.0.0.1", 0))
+                .await
+                .unwrap();
+            let log: Arc<Mutex<Vec<R>>> = Arc::default();
+            let sink = log.clone();
+            let launcher = InMemoryLauncher::new();
+            let ctx = RunnerContext {
+                report: Arc::new(move |m| {
+                    if let Some(r) = record(m) {
+                        sink.lock().unwrap().push(r);
+                    }
+                }),
+                cache: Arc::new(AppCache::new(env.clone(), dir.join("cache"))),
+                launcher: Arc::new(launcher.clone()),
+                host: "h1".into(),
+                worker_url: "ember://Worker@h1:7078".into(),
+                web_ui_url: "http://h1:8081".into(),
+                child_env,
+            };
+            let launch = launch(&dir, binary);
+            Fixture {
+                dir,
+                ctx,
+                launcher,
+                log,
+                launch,
+                env,
+            }
+        }
+
+        /// Shuts the RpcEnv down and removes the temp dir.
+        pub(crate) async fn finish(self) {
+            self.env.shutdown().await;
+            std::fs::remove_dir_all(&self.dir).unwrap();
+        }
     }
 }

@@ -20,9 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::command::{
-    RunnerContext, RunnerHandle, Substitutions, log_url_base, process_spec, write_header,
-};
+use super::command::{RunnerContext, RunnerHandle, Substitutions, write_header};
 use super::process::stop_process;
 use crate::description::DriverDescription;
 use crate::ids::DriverId;
@@ -93,13 +91,14 @@ async fn supervise(
         launch.desc.mem_mb,
         &ctx.worker_url,
     );
-    let logs = log_url_base(&ctx.web_ui_url, &format!("driverId={}", launch.driver_id));
-    let mut extra_env = vec![
-        ("EMBER_LOG_URL_STDOUT".to_owned(), format!("{logs}stdout")),
-        ("EMBER_LOG_URL_STDERR".to_owned(), format!("{logs}stderr")),
-    ];
-    extra_env.extend(ctx.child_env.iter().cloned());
-    let spec = process_spec(command, &binary, &subs, extra_env, &launch.dir);
+    let spec = ctx.child_process_spec(
+        command,
+        &binary,
+        &subs,
+        Vec::new(),
+        &format!("driverId={}", launch.driver_id),
+        &launch.dir,
+    );
     let mut backoff = INITIAL_BACKOFF;
     loop {
         if let Err(e) = write_header(&spec, "Launch Command") {
@@ -149,85 +148,44 @@ async fn supervise(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-    use crate::description::{AppBinary, BinaryLocation, Command};
-    use crate::file_server::digest_file;
-    use crate::worker::app_cache::AppCache;
-    use crate::worker::process::InMemoryLauncher;
+    use crate::description::Command;
+    use crate::worker::command::fixture;
 
-    type Log = Arc<Mutex<Vec<(DriverState, Option<String>)>>>;
-
-    struct Fixture {
-        dir: PathBuf,
-        ctx: RunnerContext,
-        launcher: InMemoryLauncher,
-        log: Log,
-        launch: DriverLaunch,
-        env: ember_rpc::RpcEnv,
-    }
+    type Fixture = fixture::Fixture<(DriverState, Option<String>), DriverLaunch>;
 
     async fn fixture(name: &str, supervise: bool) -> Fixture {
-        let dir = std::env::temp_dir().join(format!(
-            "ember-driver-runner-{name}-{}-{}",
-            std::process::id(),
-            crate::ids::now_millis()
-        ));
-        std::fs::create_dir_all(dir.join("driver")).unwrap();
-        let binary_path = dir.join("app");
-        std::fs::write(&binary_path, b"driver").unwrap();
-        let (digest, size) = digest_file(&binary_path).unwrap();
-        let env = ember_rpc::RpcEnv::create(ember_rpc::RpcEnvConfig::new("t", "127.0.0.1", 0))
-            .await
-            .unwrap();
-        let log: Log = Arc::default();
-        let sink = log.clone();
-        let launcher = InMemoryLauncher::new();
-        let ctx = RunnerContext {
-            report: Arc::new(move |m| {
-                if let WorkerInternal::DriverStateChanged {
+        Fixture::new(
+            "driver-runner",
+            name,
+            b"driver",
+            Vec::new(),
+            |m| match m {
+                WorkerInternal::DriverStateChanged {
                     state, exception, ..
-                } = m
-                {
-                    sink.lock().unwrap().push((state, exception));
-                }
-            }),
-            cache: Arc::new(AppCache::new(env.clone(), dir.join("cache"))),
-            launcher: Arc::new(launcher.clone()),
-            host: "h1".into(),
-            worker_url: "ember://Worker@h1:7078".into(),
-            web_ui_url: "http://h1:8081".into(),
-            child_env: Vec::new(),
-        };
-        let launch = DriverLaunch {
-            driver_id: "driver-1".into(),
-            desc: DriverDescription {
-                mem_mb: 1024,
-                cores: 1,
-                supervise,
-                command: Command {
-                    binary: AppBinary {
-                        name: "app".into(),
-                        digest,
-                        size,
-                        location: BinaryLocation::LocalPath(binary_path.display().to_string()),
-                    },
-                    arguments: vec!["{{WORKER_URL}}".into(), "{{MEMORY_MB}}".into()],
-                    environment: vec![],
-                },
+                } => Some((state, exception)),
+                _ => None,
             },
-            dir: dir.join("driver"),
-            terminate_timeout: Duration::from_secs(10),
-        };
-        Fixture {
-            dir,
-            ctx,
-            launcher,
-            log,
-            launch,
-            env,
-        }
+            |dir, binary| {
+                std::fs::create_dir_all(dir.join("driver")).unwrap();
+                DriverLaunch {
+                    driver_id: "driver-1".into(),
+                    desc: DriverDescription {
+                        mem_mb: 1024,
+                        cores: 1,
+                        supervise,
+                        command: Command {
+                            binary,
+                            arguments: vec!["{{WORKER_URL}}".into(), "{{MEMORY_MB}}".into()],
+                            environment: vec![],
+                        },
+                    },
+                    dir: dir.join("driver"),
+                    terminate_timeout: Duration::from_secs(10),
+                }
+            },
+        )
+        .await
     }
 
     impl Fixture {
@@ -238,10 +196,6 @@ mod tests {
         }
         fn final_state(&self) -> Vec<(DriverState, Option<String>)> {
             self.log.lock().unwrap().clone()
-        }
-        async fn finish(self) {
-            self.env.shutdown().await;
-            std::fs::remove_dir_all(&self.dir).unwrap();
         }
     }
 

@@ -7,7 +7,8 @@
 //!
 //! Lifecycle: `on_start` creates the work dir (failure fails the start, naming the path), starts
 //! the task that reports executor states to the master, then registers with every master at
-//! once. `on_stop` kills every executor and driver and waits for them.
+//! once. `on_stop` kills every executor and driver and waits for them. Launching the children and
+//! following their states is in [`children`].
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -22,25 +23,22 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::app_cache::{AppCache, CACHE_DIR_NAME};
-use super::bookkeeping::{
-    DriverEntry, ExecutorEntry, create_dir, create_private_dir, safe_component, trim,
-};
+use super::bookkeeping::{DriverEntry, ExecutorEntry};
 use super::command::{RunnerContext, RunnerHandle};
 use super::config::WorkerConfig;
-use super::driver_runner::{self, DriverLaunch};
-use super::executor_runner::{self, ExecutorLaunch};
 use super::lifecycle::{Armed, ExitSignal, now};
 use super::process::ProcessLauncher;
 use super::state::{Effect, Event, ExitReason, Registration, RetrySchedule, registration_fuzz};
 use super::sync::{self, SyncJob, SyncTargets};
-use crate::description::{ApplicationDescription, DriverDescription};
 use crate::error::DeployError;
 use crate::ids::{AppId, DriverId, ExecutorId, WorkerId};
 use crate::messages::{
     DriverRunnerSummary, ExecutorRunnerSummary, MASTER_ENDPOINT, MasterMessage, MasterToWorker,
     WorkerInternal, WorkerMessage, WorkerStateResponse, WorkerToMaster,
 };
-use crate::state::{DriverState, ExecutorState};
+use crate::state::DriverState;
+
+mod children;
 
 /// The Worker endpoint.
 pub(crate) struct WorkerEndpoint {
@@ -64,8 +62,6 @@ pub(crate) struct WorkerEndpoint {
     finished_executors: VecDeque<ExecutorRunnerSummary>,
     drivers: BTreeMap<DriverId, DriverEntry>,
     finished_drivers: VecDeque<DriverRunnerSummary>,
-    cores_used: u32,
-    memory_used_mb: u32,
     app_local_dirs: HashMap<AppId, PathBuf>,
     finished_apps: HashSet<AppId>,
 }
@@ -112,8 +108,6 @@ impl WorkerEndpoint {
             finished_executors: VecDeque::new(),
             drivers: BTreeMap::new(),
             finished_drivers: VecDeque::new(),
-            cores_used: 0,
-            memory_used_mb: 0,
             app_local_dirs: HashMap::new(),
             finished_apps: HashSet::new(),
         }
@@ -166,23 +160,15 @@ impl WorkerEndpoint {
             Effect::SendLatestState(master) => {
                 let _ = master.send(WorkerToMaster::WorkerLatestState {
                     id: self.id.clone(),
-                    executors: self
-                        .executors
-                        .values()
-                        .map(ExecutorEntry::description)
-                        .collect(),
-                    driver_ids: self.drivers.keys().cloned().collect(),
+                    executors: self.executor_descriptions(),
+                    driver_ids: self.driver_ids(),
                 });
             }
             Effect::SendSchedulerState(master) => {
                 let _ = master.send(WorkerToMaster::WorkerSchedulerStateResponse {
                     id: self.id.clone(),
-                    executors: self
-                        .executors
-                        .values()
-                        .map(ExecutorEntry::description)
-                        .collect(),
-                    driver_ids: self.drivers.keys().cloned().collect(),
+                    executors: self.executor_descriptions(),
+                    driver_ids: self.driver_ids(),
                 });
             }
             Effect::StartCleanup => {
@@ -352,136 +338,6 @@ impl WorkerEndpoint {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn launch_executor(
-        &mut self,
-        ctx: &EndpointContext<WorkerMessage>,
-        master_url: &str,
-        app_id: AppId,
-        exec_id: ExecutorId,
-        app_desc: ApplicationDescription,
-        cores: u32,
-        memory_mb: u32,
-    ) {
-        if self.active_master_url().as_deref() != Some(master_url) {
-            warn!(%master_url, "invalid master attempted to launch an executor");
-            return;
-        }
-        let key = (app_id.clone(), exec_id);
-        if self.executors.contains_key(&key) {
-            warn!(%app_id, %exec_id, "asked to launch an executor that is already running");
-            return;
-        }
-        info!(%app_id, %exec_id, app = %app_desc.name, cores, memory_mb, "asked to launch executor");
-        let dirs = safe_component(app_id.as_str()).and_then(|()| {
-            let dir = self
-                .config
-                .work_dir
-                .join(app_id.as_str())
-                .join(exec_id.to_string());
-            create_dir(&dir)?;
-            let local = match self.app_local_dirs.get(&app_id) {
-                Some(local) => local.clone(),
-                None => {
-                    let local = self.config.work_dir.join(app_id.as_str()).join("local");
-                    create_private_dir(&local)?;
-                    local
-                }
-            };
-            Ok((dir, local))
-        });
-        let (dir, app_local_dir) = match dirs {
-            Ok(dirs) => dirs,
-            Err(e) => {
-                error!(%app_id, %exec_id, error = %e, "failed to launch executor");
-                self.sync_executor_state(
-                    app_id,
-                    exec_id,
-                    ExecutorState::Failed,
-                    Some(e.to_string()),
-                    None,
-                );
-                return;
-            }
-        };
-        self.app_local_dirs
-            .insert(app_id.clone(), app_local_dir.clone());
-        let handle = RunnerHandle::new();
-        let launch = ExecutorLaunch {
-            app_id: app_id.clone(),
-            exec_id,
-            app_desc: app_desc.clone(),
-            cores,
-            memory_mb,
-            dir: dir.clone(),
-            app_local_dir,
-            terminate_timeout: self.config.executor_terminate_timeout,
-        };
-        let runner_ctx = self.runner_ctx.clone().expect("set in on_start");
-        ctx.spawn(executor_runner::run(runner_ctx, launch, &handle));
-        self.executors.insert(
-            key,
-            ExecutorEntry {
-                app_id,
-                exec_id,
-                cores,
-                memory_mb,
-                app_desc,
-                state: ExecutorState::Launching,
-                exit_status: None,
-                dir,
-                handle,
-            },
-        );
-        self.cores_used += cores;
-        self.memory_used_mb += memory_mb;
-    }
-
-    fn launch_driver(
-        &mut self,
-        ctx: &EndpointContext<WorkerMessage>,
-        driver_id: DriverId,
-        desc: DriverDescription,
-    ) {
-        if self.drivers.contains_key(&driver_id) {
-            warn!(%driver_id, "asked to launch a driver that is already running");
-            return;
-        }
-        info!(%driver_id, "asked to launch driver");
-        let dir = self.config.work_dir.join(driver_id.as_str());
-        if let Err(e) = safe_component(driver_id.as_str()).and_then(|()| create_dir(&dir)) {
-            error!(%driver_id, error = %e, "failed to launch driver");
-            if let Some(master) = self.active_master_ref() {
-                let _ = master.send(WorkerToMaster::DriverStateChanged {
-                    driver_id,
-                    state: DriverState::Error,
-                    exception: Some(e.to_string()),
-                });
-            }
-            return;
-        }
-        let handle = RunnerHandle::new();
-        let launch = DriverLaunch {
-            driver_id: driver_id.clone(),
-            desc: desc.clone(),
-            dir: dir.clone(),
-            terminate_timeout: self.config.driver_terminate_timeout,
-        };
-        let runner_ctx = self.runner_ctx.clone().expect("set in on_start");
-        ctx.spawn(driver_runner::run(runner_ctx, launch, &handle));
-        self.cores_used += desc.cores;
-        self.memory_used_mb += desc.mem_mb;
-        self.drivers.insert(
-            driver_id.clone(),
-            DriverEntry {
-                driver_id,
-                desc,
-                dir,
-                handle,
-            },
-        );
-    }
-
     fn handle_internal(&mut self, ctx: &EndpointContext<WorkerMessage>, message: WorkerInternal) {
         match message {
             WorkerInternal::SendHeartbeat => {
@@ -528,132 +384,6 @@ impl WorkerEndpoint {
         }
     }
 
-    fn sync_executor_state(
-        &self,
-        app_id: AppId,
-        exec_id: ExecutorId,
-        state: ExecutorState,
-        message: Option<String>,
-        exit_status: Option<i32>,
-    ) {
-        if self.active_master_ref().is_none() {
-            warn!(%app_id, %exec_id, %state, "no master to report an executor state change to");
-            return;
-        }
-        let Some(sync) = &self.sync else { return };
-        let _ = sync.send(SyncJob {
-            app_id,
-            exec_id,
-            state,
-            message,
-            exit_status,
-        });
-    }
-
-    fn executor_state_changed(
-        &mut self,
-        ctx: &EndpointContext<WorkerMessage>,
-        app_id: AppId,
-        exec_id: ExecutorId,
-        state: ExecutorState,
-        message: Option<String>,
-        exit_status: Option<i32>,
-    ) {
-        self.sync_executor_state(app_id.clone(), exec_id, state, message.clone(), exit_status);
-        let key = (app_id.clone(), exec_id);
-        if let Some(entry) = self.executors.get_mut(&key) {
-            entry.state = state;
-            entry.exit_status = exit_status;
-        }
-        if !state.is_finished() {
-            return;
-        }
-        info!(%app_id, %exec_id, %state, ?message, ?exit_status, "executor finished");
-        match self.executors.remove(&key) {
-            Some(entry) => {
-                self.cores_used -= entry.cores;
-                self.memory_used_mb -= entry.memory_mb;
-                self.finished_executors.push_back(entry.summary());
-                trim(&mut self.finished_executors, self.config.retained_executors);
-            }
-            None => info!(%app_id, %exec_id, "unknown executor finished"),
-        }
-        self.maybe_clean_up_application(ctx, &app_id);
-    }
-
-    fn driver_state_changed(
-        &mut self,
-        driver_id: DriverId,
-        state: DriverState,
-        exception: Option<String>,
-    ) {
-        match state {
-            DriverState::Error => warn!(%driver_id, ?exception, "driver failed with an error"),
-            DriverState::Failed => warn!(%driver_id, "driver exited with a non-zero code"),
-            DriverState::Finished => info!(%driver_id, "driver exited successfully"),
-            DriverState::Killed => info!(%driver_id, "driver was killed by the user"),
-            other => info!(%driver_id, state = %other, "driver changed state"),
-        }
-        match self.active_master_ref() {
-            Some(master) => {
-                let _ = master.send(WorkerToMaster::DriverStateChanged {
-                    driver_id: driver_id.clone(),
-                    state,
-                    exception: exception.clone(),
-                });
-            }
-            None => warn!(%driver_id, "no master to report a driver state change to"),
-        }
-        if let Some(entry) = self.drivers.remove(&driver_id) {
-            self.cores_used -= entry.desc.cores;
-            self.memory_used_mb -= entry.desc.mem_mb;
-            self.finished_drivers
-                .push_back(entry.summary(state, exception));
-            trim(&mut self.finished_drivers, self.config.retained_drivers);
-        }
-    }
-
-    /// Spark's `maybeCleanupApplication`: once the application finished and none of its
-    /// executors runs here, delete its scratch directory (its logs stay for the cleanup timer).
-    fn maybe_clean_up_application(&mut self, ctx: &EndpointContext<WorkerMessage>, app_id: &AppId) {
-        let running = self.executors.keys().any(|(app, _)| app == app_id);
-        if running || !self.finished_apps.contains(app_id) {
-            return;
-        }
-        self.finished_apps.remove(app_id);
-        if let Some(dir) = self.app_local_dirs.remove(app_id) {
-            info!(%app_id, dir = %dir.display(), "cleaning up the local directory of a finished application");
-            ctx.spawn(async move {
-                let _ = tokio::fs::remove_dir_all(&dir).await;
-            });
-        }
-    }
-
-    fn clean_up_work_dir(&self, ctx: &EndpointContext<WorkerMessage>) {
-        let Some(cleanup) = self.config.cleanup.clone() else {
-            return;
-        };
-        let mut in_use: HashSet<String> = self
-            .executors
-            .keys()
-            .map(|(app, _)| app.to_string())
-            .chain(self.drivers.keys().map(ToString::to_string))
-            .collect();
-        in_use.insert(CACHE_DIR_NAME.to_owned());
-        let work_dir = self.config.work_dir.clone();
-        ctx.spawn(async move {
-            let _ = tokio::task::spawn_blocking(move || {
-                super::cleanup::clean_work_dir(
-                    &work_dir,
-                    &in_use,
-                    cleanup.app_data_ttl,
-                    std::time::SystemTime::now(),
-                )
-            })
-            .await;
-        });
-    }
-
     fn state_response(&self) -> WorkerStateResponse {
         let master = self.registration.active_master();
         WorkerStateResponse {
@@ -664,8 +394,8 @@ impl WorkerEndpoint {
             master_web_ui_url: master.map(|m| m.web_ui_url.clone()),
             cores: self.config.cores,
             memory_mb: self.config.memory_mb,
-            cores_used: self.cores_used,
-            memory_used_mb: self.memory_used_mb,
+            cores_used: self.cores_used(),
+            memory_used_mb: self.memory_used_mb(),
             executors: self
                 .executors
                 .values()

@@ -25,19 +25,13 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::command::{
-    RunnerContext, RunnerHandle, Substitutions, log_url_base, process_spec, write_header,
-};
+use super::command::{RunnerContext, RunnerHandle, Substitutions, write_header};
 use super::process::stop_process;
 use crate::description::ApplicationDescription;
 use crate::ids::{AppId, ExecutorId};
 use crate::messages::WorkerInternal;
 use crate::state::ExecutorState;
 
-/// Environment variable: the URL of the executor's stdout log page.
-pub const ENV_LOG_URL_STDOUT: &str = "EMBER_LOG_URL_STDOUT";
-/// Environment variable: the URL of the executor's stderr log page.
-pub const ENV_LOG_URL_STDERR: &str = "EMBER_LOG_URL_STDERR";
 /// Environment variable: the application's scratch directory on this worker.
 pub const ENV_EXECUTOR_DIRS: &str = "EMBER_EXECUTOR_DIRS";
 
@@ -110,20 +104,18 @@ pub fn run(
             launch.app_id.as_str(),
             &ctx.worker_url,
         );
-        let logs = log_url_base(
-            &ctx.web_ui_url,
-            &format!("appId={}&executorId={}", launch.app_id, launch.exec_id),
+        let scratch = (
+            ENV_EXECUTOR_DIRS.to_owned(),
+            launch.app_local_dir.display().to_string(),
         );
-        let mut extra_env = vec![
-            (
-                ENV_EXECUTOR_DIRS.to_owned(),
-                launch.app_local_dir.display().to_string(),
-            ),
-            (ENV_LOG_URL_STDOUT.to_owned(), format!("{logs}stdout")),
-            (ENV_LOG_URL_STDERR.to_owned(), format!("{logs}stderr")),
-        ];
-        extra_env.extend(ctx.child_env.iter().cloned());
-        let spec = process_spec(command, &binary, &subs, extra_env, &launch.dir);
+        let spec = ctx.child_process_spec(
+            command,
+            &binary,
+            &subs,
+            vec![scratch],
+            &format!("appId={}&executorId={}", launch.app_id, launch.exec_id),
+            &launch.dir,
+        );
         if let Err(e) = write_header(&spec, "Ember Executor Command") {
             report(ExecutorState::Failed, Some(e.to_string()), None);
             return;
@@ -175,105 +167,63 @@ pub fn run(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-    use crate::description::{AppBinary, BinaryLocation, Command};
-    use crate::file_server::digest_file;
-    use crate::worker::app_cache::AppCache;
-    use crate::worker::process::InMemoryLauncher;
+    use crate::description::{AppBinary, Command};
+    use crate::worker::command::{ENV_LOG_URL_STDOUT, fixture};
 
-    type Log = Arc<Mutex<Vec<(ExecutorState, Option<String>, Option<i32>)>>>;
-
-    struct Fixture {
-        dir: PathBuf,
-        ctx: RunnerContext,
-        launcher: InMemoryLauncher,
-        log: Log,
-        launch: ExecutorLaunch,
-        env: ember_rpc::RpcEnv,
-    }
+    type Fixture = fixture::Fixture<(ExecutorState, Option<String>, Option<i32>), ExecutorLaunch>;
 
     async fn fixture(name: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!(
-            "ember-exec-runner-{name}-{}-{}",
-            std::process::id(),
-            crate::ids::now_millis()
-        ));
-        std::fs::create_dir_all(dir.join("exec")).unwrap();
-        let binary_path = dir.join("app");
-        std::fs::write(&binary_path, b"not really a binary").unwrap();
-        let (digest, size) = digest_file(&binary_path).unwrap();
-        let env = ember_rpc::RpcEnv::create(ember_rpc::RpcEnvConfig::new("t", "127.0.0.1", 0))
-            .await
-            .unwrap();
-        let log: Log = Arc::default();
-        let sink = log.clone();
-        let launcher = InMemoryLauncher::new();
-        let ctx = RunnerContext {
-            report: Arc::new(move |m| {
-                if let WorkerInternal::ExecutorStateChanged {
+        Fixture::new(
+            "exec-runner",
+            name,
+            b"not really a binary",
+            vec![("EMBER_AUTHENTICATE_SECRET".into(), "s3cret".into())],
+            |m| match m {
+                WorkerInternal::ExecutorStateChanged {
                     state,
                     message,
                     exit_status,
                     ..
-                } = m
-                {
-                    sink.lock().unwrap().push((state, message, exit_status));
-                }
-            }),
-            cache: Arc::new(AppCache::new(env.clone(), dir.join("cache"))),
-            launcher: Arc::new(launcher.clone()),
-            host: "h1".into(),
-            worker_url: "ember://Worker@h1:7078".into(),
-            web_ui_url: "http://h1:8081".into(),
-            child_env: vec![("EMBER_AUTHENTICATE_SECRET".into(), "s3cret".into())],
-        };
-        let launch = ExecutorLaunch {
-            app_id: "app-1".into(),
-            exec_id: ExecutorId(4),
-            app_desc: ApplicationDescription {
-                name: "pi".into(),
-                max_cores: None,
-                memory_per_executor_mb: 512,
-                cores_per_executor: None,
-                initial_executor_limit: None,
-                command: Command {
-                    binary: AppBinary {
-                        name: "pi".into(),
-                        digest,
-                        size,
-                        location: BinaryLocation::LocalPath(binary_path.display().to_string()),
-                    },
-                    arguments: vec!["--id={{EXECUTOR_ID}}".into(), "{{WORKER_URL}}".into()],
-                    environment: vec![("CORES".into(), "{{CORES}}".into())],
-                },
-                app_ui_url: None,
-                user: "me".into(),
+                } => Some((state, message, exit_status)),
+                _ => None,
             },
-            cores: 2,
-            memory_mb: 512,
-            dir: dir.join("exec"),
-            app_local_dir: dir.join("local"),
-            terminate_timeout: Duration::from_secs(10),
-        };
-        Fixture {
-            dir,
-            ctx,
-            launcher,
-            log,
-            launch,
-            env,
-        }
+            |dir, binary| {
+                std::fs::create_dir_all(dir.join("exec")).unwrap();
+                ExecutorLaunch {
+                    app_id: "app-1".into(),
+                    exec_id: ExecutorId(4),
+                    app_desc: ApplicationDescription {
+                        name: "pi".into(),
+                        max_cores: None,
+                        memory_per_executor_mb: 512,
+                        cores_per_executor: None,
+                        initial_executor_limit: None,
+                        command: Command {
+                            binary: AppBinary {
+                                name: "pi".into(),
+                                ..binary
+                            },
+                            arguments: vec!["--id={{EXECUTOR_ID}}".into(), "{{WORKER_URL}}".into()],
+                            environment: vec![("CORES".into(), "{{CORES}}".into())],
+                        },
+                        app_ui_url: None,
+                        user: "me".into(),
+                    },
+                    cores: 2,
+                    memory_mb: 512,
+                    dir: dir.join("exec"),
+                    app_local_dir: dir.join("local"),
+                    terminate_timeout: Duration::from_secs(10),
+                }
+            },
+        )
+        .await
     }
 
     impl Fixture {
         fn states(&self) -> Vec<ExecutorState> {
             self.log.lock().unwrap().iter().map(|e| e.0).collect()
-        }
-        async fn finish(self) {
-            self.env.shutdown().await;
-            std::fs::remove_dir_all(&self.dir).unwrap();
         }
     }
 

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`config`] | `WorkerArguments`, `spark.worker.*` |
 //! | [`state`] (pure) | registration, retry schedule, heartbeats of `Worker.scala` |
-//! | `endpoint` (+ `bookkeeping`, `lifecycle`, `sync`) | `Worker` (the endpoint), `syncExecutorStateWithMaster` |
+//! | `endpoint` (+ `endpoint::children`, `bookkeeping`, `lifecycle`, `sync`) | `Worker` (the endpoint), `syncExecutorStateWithMaster` |
 //! | [`cleanup`] | `WorkDirCleanup` |
 //! | [`command`] | `CommandUtils`, placeholder substitution |
 //! | [`executor_runner`], [`driver_runner`] | `ExecutorRunner`, `DriverRunner` |

@@ -13,8 +13,8 @@
 //! authentication is on from `EMBER_EXECUTOR_OPTS`, and its worker gives it the secret from the
 //! worker's own configuration (`EMBER_AUTHENTICATE_SECRET`), as Spark's workers do.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ember_deploy::client::{AppClient, AppClientConf, AppClientListener};
@@ -57,6 +57,9 @@ pub struct StandaloneBackend {
     /// Serves the binary to workers for as long as the backend lives (executors may be
     /// relaunched at any time).
     file_server: FileServer,
+    /// Awaited at the end of [`stop`](SchedulerBackend::stop); see
+    /// [`set_shutdown_callback`](StandaloneBackend::set_shutdown_callback).
+    shutdown_callback: Mutex<Option<BoxFuture<'static, ()>>>,
 }
 
 impl std::fmt::Debug for StandaloneBackend {
@@ -204,7 +207,20 @@ impl StandaloneBackend {
             env: env.clone(),
             stopping,
             file_server,
+            shutdown_callback: Mutex::new(None),
         }))
+    }
+
+    /// Has [`stop`](SchedulerBackend::stop) await `callback` once the application has stopped:
+    /// `local-cluster` mode stops its in-process cluster so, after the executors.
+    ///
+    /// Spark parity: `StandaloneSchedulerBackend.shutdownCallback`, which `SparkContext` sets to
+    /// `localCluster.stop()`.
+    pub fn set_shutdown_callback(&self, callback: BoxFuture<'static, ()>) {
+        *self
+            .shutdown_callback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(callback);
     }
 
     /// The description the masters were sent.
@@ -265,6 +281,11 @@ impl SchedulerBackend for StandaloneBackend {
         let client_endpoint = self.client.endpoint().clone();
         let env = self.env.clone();
         let registered = self.client.active_master().zip(self.client.app_id());
+        let callback = self
+            .shutdown_callback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         Box::pin(async move {
             // No more executors: otherwise the master replaces each executor that exits below
             // (it is only told the application finished afterwards), and the replacement is
@@ -305,6 +326,9 @@ impl SchedulerBackend for StandaloneBackend {
                     ember_rpc::ASK_TIMEOUT_KEY,
                 )
                 .await;
+            if let Some(callback) = callback {
+                callback.await;
+            }
         })
     }
 

@@ -284,30 +284,10 @@ impl TaskSetManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::StageId;
-    use crate::scheduler::messages::TaskKind;
-    use crate::util::ByteBuf;
 
+    /// `n` tasks of stage 0 of job 0.
     fn task_set(n: usize) -> TaskSet {
-        let stage = StageAttempt {
-            stage_id: StageId(0),
-            attempt: 0,
-        };
-        TaskSet {
-            stage,
-            priority: JobId(0),
-            tasks: (0..n)
-                .map(|p| TaskSpec {
-                    partition: p,
-                    output_id: p,
-                })
-                .collect(),
-            binary: Arc::new(TaskBinary {
-                stage,
-                kind: TaskKind::Result,
-                bytes: ByteBuf::default(),
-            }),
-        }
+        crate::scheduler::task::tests::task_set(0, 0, n)
     }
 
     fn panic(msg: &str) -> TaskFailureReason {

@@ -396,12 +396,6 @@ impl Master {
         self.id_to_worker.get(id).and_then(|s| self.workers.get(s))
     }
 
-    /// Whether a worker entry (DEAD ones included) has this RpcEnv address.
-    pub fn knows_worker_address(&self, address: &RpcAddress) -> bool {
-        self.address_to_worker.contains_key(address)
-            || self.workers.values().any(|w| &w.address == address)
-    }
-
     /// Whether an active application's driver is at this address.
     pub fn knows_app_address(&self, address: &RpcAddress) -> bool {
         self.address_to_app.contains_key(address)
@@ -462,8 +456,12 @@ impl Master {
             rest_port: None,
             web_ui_url: self.identity.web_ui_url.clone(),
             workers: self.workers.values().map(WorkerInfo::summary).collect(),
-            active_apps: self.apps.values().map(app_summary).collect(),
-            completed_apps: self.completed_apps.iter().map(app_summary).collect(),
+            active_apps: self.apps.values().map(ApplicationInfo::summary).collect(),
+            completed_apps: self
+                .completed_apps
+                .iter()
+                .map(ApplicationInfo::summary)
+                .collect(),
             active_drivers: self.drivers.values().map(DriverInfo::summary).collect(),
             completed_drivers: self
                 .completed_drivers
@@ -540,23 +538,5 @@ impl Master {
         x ^= x >> 27;
         self.rng = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-fn app_summary(app: &ApplicationInfo) -> crate::messages::ApplicationSummary {
-    crate::messages::ApplicationSummary {
-        id: app.id.clone(),
-        desc: app.desc.clone(),
-        start_time_ms: app.start_time_ms,
-        end_time_ms: app.end_time_ms,
-        cores_granted: app.cores_granted,
-        state: app.state,
-        executors: app
-            .executors
-            .values()
-            .chain(app.removed_executors.iter())
-            .map(|e| e.summary())
-            .collect(),
-        driver_address: app.driver_address.clone(),
     }
 }

@@ -63,16 +63,7 @@ impl Master {
             self.drivers.insert(driver.id.clone(), driver);
         }
         for record in data.workers {
-            let mut worker = WorkerInfo::new(
-                record.id,
-                record.host,
-                record.port,
-                record.address,
-                record.cores,
-                record.memory_mb,
-                record.web_ui_url,
-                now,
-            );
+            let mut worker = WorkerInfo::new(record, now);
             worker.state = WorkerState::Unknown;
             let (id, address) = (worker.id.clone(), worker.address.clone());
             if self.id_to_worker.contains_key(&id) || self.add_worker(worker).is_err() {

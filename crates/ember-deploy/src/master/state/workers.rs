@@ -73,6 +73,21 @@ impl WorkerInfo {
     }
 }
 
+impl WorkerRegistration {
+    /// The worker it describes, as recovery would persist it.
+    pub fn record(&self) -> WorkerRecord {
+        WorkerRecord {
+            id: self.id.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            address: self.address.clone(),
+            cores: self.cores,
+            memory_mb: self.memory_mb,
+            web_ui_url: self.web_ui_url.clone(),
+        }
+    }
+}
+
 impl Master {
     /// `RegisterWorker`.
     pub fn register_worker(&mut self, reg: WorkerRegistration, now: u64) -> Vec<super::Effect> {
@@ -101,63 +116,63 @@ impl Master {
             );
             return;
         }
-        if let Some(&slot) = self.id_to_worker.get(&reg.id) {
-            let existing = &self.workers[&slot];
-            let same_worker =
-                existing.address == reg.address || existing.state == WorkerState::Unknown;
-            if !same_worker {
-                warn!(worker_id = %reg.id, address = %reg.address, existing = %existing.address,
-                    "refusing a worker that claims the id of a live worker at another address");
-                self.send_worker_at(
-                    &reg.id,
-                    &reg.address,
-                    ToWorker::Message(MasterToWorkerPlain::RegisterWorkerFailed {
-                        message: "Duplicate worker ID".to_owned(),
-                    }),
-                );
-                return;
-            }
-            info!(worker_id = %reg.id, "worker registered again (duplicate registration)");
-            let now = self.now;
-            let old_address = existing.address.clone();
-            let worker = self.workers.get_mut(&slot).expect("indexed slot exists");
-            if worker.state == WorkerState::Unknown {
-                worker.state = WorkerState::Alive;
-            }
-            worker.last_heartbeat_ms = now;
-            if old_address != reg.address {
-                // An UNKNOWN worker answering from a new address: follow it.
-                worker.address = reg.address.clone();
-                self.address_to_worker.remove(&old_address);
-                self.address_to_worker.insert(reg.address.clone(), slot);
-            }
-            // A decommissioned worker stays out of the recovery state (Spark removes its record).
-            if self.workers[&slot].state != WorkerState::Decommissioned {
-                let record = self.workers[&slot].record();
-                self.persist(PersistOp::AddWorker(record));
-            }
+        let Some(&slot) = self.id_to_worker.get(&reg.id) else {
+            self.register_new_worker(reg);
+            return;
+        };
+        let existing = &self.workers[&slot];
+        let same_worker = existing.address == reg.address || existing.state == WorkerState::Unknown;
+        if !same_worker {
+            warn!(worker_id = %reg.id, address = %reg.address, existing = %existing.address,
+                "refusing a worker that claims the id of a live worker at another address");
             self.send_worker_at(
                 &reg.id,
                 &reg.address,
-                ToWorker::Registered {
-                    duplicate: true,
-                    master_address: reg.master_address,
-                },
+                ToWorker::Message(MasterToWorkerPlain::RegisterWorkerFailed {
+                    message: "Duplicate worker ID".to_owned(),
+                }),
             );
-            self.check_recovery_done();
             return;
         }
-        let worker = WorkerInfo::new(
-            reg.id.clone(),
-            reg.host,
-            reg.port,
-            reg.address.clone(),
-            reg.cores,
-            reg.memory_mb,
-            reg.web_ui_url,
-            self.now,
+        self.reregister_worker(slot, reg);
+    }
+
+    /// A registration of a known id from the same worker: it is ALIVE again (if it was UNKNOWN,
+    /// at the address it now gives), persisted again and told it was a duplicate.
+    fn reregister_worker(&mut self, slot: Slot, reg: WorkerRegistration) {
+        info!(worker_id = %reg.id, "worker registered again (duplicate registration)");
+        let now = self.now;
+        let worker = self.workers.get_mut(&slot).expect("indexed slot exists");
+        let old_address = worker.address.clone();
+        if worker.state == WorkerState::Unknown {
+            worker.state = WorkerState::Alive;
+        }
+        worker.last_heartbeat_ms = now;
+        if old_address != reg.address {
+            // An UNKNOWN worker answering from a new address: follow it.
+            worker.address = reg.address.clone();
+            self.address_to_worker.remove(&old_address);
+            self.address_to_worker.insert(reg.address.clone(), slot);
+        }
+        // A decommissioned worker stays out of the recovery state (Spark removes its record).
+        if self.workers[&slot].state != WorkerState::Decommissioned {
+            let record = self.workers[&slot].record();
+            self.persist(PersistOp::AddWorker(record));
+        }
+        self.send_worker_at(
+            &reg.id,
+            &reg.address,
+            ToWorker::Registered {
+                duplicate: true,
+                master_address: reg.master_address,
+            },
         );
-        match self.add_worker(worker) {
+        self.check_recovery_done();
+    }
+
+    /// A registration of a new id: added unless a live worker holds its address.
+    fn register_new_worker(&mut self, reg: WorkerRegistration) {
+        match self.add_worker(WorkerInfo::new(reg.record(), self.now)) {
             Ok(slot) => {
                 let w = &self.workers[&slot];
                 info!(worker_id = %w.id, address = %w.address, cores = w.cores,
@@ -285,26 +300,12 @@ impl Master {
             self.address_to_worker.remove(&address);
         }
         self.persist(PersistOp::RemoveWorker(id.clone()));
-        for key in executors {
-            let Some(app) = self.apps.get_mut(&key.app_id) else {
-                continue;
-            };
-            let Some(exec) = app.executors.get_mut(&key.exec_id) else {
-                continue;
-            };
-            exec.state = ExecutorState::Lost;
-            app.remove_executor(key.exec_id);
-            self.send_app(
-                &key.app_id,
-                ToApp::Message(MasterToAppPlain::ExecutorUpdated {
-                    id: key.exec_id,
-                    state: ExecutorState::Lost,
-                    message: Some(format!("worker lost: {reason}")),
-                    exit_status: None,
-                    worker_host: Some(host.clone()),
-                }),
-            );
-        }
+        self.end_executors(
+            executors,
+            ExecutorState::Lost,
+            &format!("worker lost: {reason}"),
+            &host,
+        );
         for driver_id in drivers {
             let supervise = self.drivers.get(&driver_id).map(|d| d.desc.supervise);
             match supervise {
@@ -477,6 +478,24 @@ impl Master {
         w.state = WorkerState::Decommissioned;
         let (id, host) = (w.id.clone(), w.host.clone());
         let executors: Vec<ExecutorKey> = w.executors.keys().cloned().collect();
+        self.end_executors(
+            executors,
+            ExecutorState::Decommissioned,
+            "worker decommissioned",
+            &host,
+        );
+        self.persist(PersistOp::RemoveWorker(id));
+    }
+
+    /// `executors`, of a worker lost or decommissioned, leave their applications in `state`;
+    /// each application is told, with `message` and the worker's `host`.
+    fn end_executors(
+        &mut self,
+        executors: Vec<ExecutorKey>,
+        state: ExecutorState,
+        message: &str,
+        host: &str,
+    ) {
         for key in executors {
             let Some(app) = self.apps.get_mut(&key.app_id) else {
                 continue;
@@ -484,20 +503,19 @@ impl Master {
             let Some(exec) = app.executors.get_mut(&key.exec_id) else {
                 continue;
             };
-            exec.state = ExecutorState::Decommissioned;
+            exec.state = state;
             app.remove_executor(key.exec_id);
             self.send_app(
                 &key.app_id,
                 ToApp::Message(MasterToAppPlain::ExecutorUpdated {
                     id: key.exec_id,
-                    state: ExecutorState::Decommissioned,
-                    message: Some("worker decommissioned".to_owned()),
+                    state,
+                    message: Some(message.to_owned()),
                     exit_status: None,
-                    worker_host: Some(host.clone()),
+                    worker_host: Some(host.to_owned()),
                 }),
             );
         }
-        self.persist(PersistOp::RemoveWorker(id));
     }
 
     /// The RpcEnv at `address` disconnected: a worker there is removed, an application whose

@@ -6,16 +6,7 @@ use crate::master::persistence::{ApplicationRecord, DriverRecord, WorkerRecord};
 use crate::state::{ApplicationState, DriverState, ExecutorState, WorkerState};
 
 fn worker_record(id: &str, n: u16) -> WorkerRecord {
-    let r = reg(id, n, 8, 8192);
-    WorkerRecord {
-        id: r.id,
-        host: r.host,
-        port: r.port,
-        address: r.address,
-        cores: r.cores,
-        memory_mb: r.memory_mb,
-        web_ui_url: r.web_ui_url,
-    }
+    reg(id, n, 8, 8192).record()
 }
 
 fn app_record(id: &str, n: u16) -> ApplicationRecord {
