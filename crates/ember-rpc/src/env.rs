@@ -156,6 +156,9 @@ pub(crate) struct EnvInner {
     shutdown: CancellationToken,
     terminated: CancellationToken,
     tracker: TaskTracker,
+    /// The runtime the env was created on: tasks it spawns run there even when the caller (a
+    /// `send` from a plain thread, say) is outside any runtime.
+    runtime: tokio::runtime::Handle,
     next_request_id: AtomicU64,
     next_connection_id: AtomicU64,
 }
@@ -239,6 +242,7 @@ impl RpcEnv {
                 shutdown: CancellationToken::new(),
                 terminated: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                runtime: tokio::runtime::Handle::current(),
                 next_request_id: AtomicU64::new(1),
                 next_connection_id: AtomicU64::new(1),
             }),
@@ -372,12 +376,15 @@ impl RpcEnv {
     }
 
     /// Runs a task owned by this RpcEnv: shutdown waits for it, so it should watch
-    /// [`shutdown_token`](Self::shutdown_token).
+    /// [`shutdown_token`](Self::shutdown_token). Callable from any thread: the task runs on
+    /// the runtime the env was created on.
     pub fn spawn<F>(&self, future: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.inner.tracker.spawn(future);
+        self.inner
+            .runtime
+            .spawn(self.inner.tracker.track_future(future));
     }
 
     /// Encodes a value the way messages are encoded (for persistence and tests).

@@ -140,6 +140,32 @@ async fn one_way_messages_arrive_in_order_and_ask_replies() {
     server.shutdown().await;
 }
 
+/// Sends that race the connection being made (on another worker thread) stay in order: the
+/// messages queued while connecting go out before any sent after the connection is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_racing_the_connection_stay_in_order() {
+    let (server, _) = recorder_env(config("server")).await;
+    for round in 0..5 {
+        let client = env().await;
+        // An unverified ref: the first send starts the connection.
+        let r: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+        let sender = r.clone();
+        let n = 50_000u64;
+        std::thread::spawn(move || {
+            for i in 0..n {
+                sender.send(Msg::Push(round * n + i)).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        let log: Vec<u64> = r.ask(Msg::Log).await.unwrap();
+        let sent: Vec<u64> = (round * n..(round + 1) * n).collect();
+        assert_eq!(&log[log.len() - sent.len()..], &sent[..], "round {round}");
+        client.shutdown().await;
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn local_refs_deliver_without_the_network_and_in_order() {
     let (env, events) = recorder_env(config("local")).await;

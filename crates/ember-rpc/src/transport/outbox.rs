@@ -93,15 +93,15 @@ impl Outbox {
                     debug!(dialled = %self.address, advertised = %peer, "peer advertises another address");
                 }
                 let conn = Connection::start(&env, stream, self.address.clone(), buffered);
-                let queued = {
-                    let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                    match std::mem::replace(&mut *state, State::Connected(conn.clone())) {
-                        State::Connecting(queued) => queued,
-                        _ => Vec::new(),
+                // The queue drains under the lock: a send racing in from another thread must
+                // wait behind the messages that were queued before it.
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let State::Connecting(queued) =
+                    std::mem::replace(&mut *state, State::Connected(conn.clone()))
+                {
+                    for out in queued {
+                        conn.enqueue(out);
                     }
-                };
-                for out in queued {
-                    conn.enqueue(out);
                 }
             }
             Err(error) => {
