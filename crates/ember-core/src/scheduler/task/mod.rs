@@ -376,6 +376,12 @@ impl TaskSchedulerImpl {
         self.launched_any
     }
 
+    /// Task attempts launched on the executor that have not ended yet (queued or running
+    /// there, or being killed).
+    pub fn tasks_on(&self, executor_id: &ExecutorId) -> usize {
+        self.executors.get(executor_id).map_or(0, |e| e.tasks.len())
+    }
+
     /// How many executors are known.
     pub fn num_executors(&self) -> usize {
         self.executors.len()
@@ -574,4 +580,4 @@ pub(crate) async fn starvation_watch(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

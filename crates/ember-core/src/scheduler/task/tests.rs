@@ -8,7 +8,7 @@ use super::*;
 use crate::scheduler::messages::TaskKind;
 use crate::util::ByteBuf;
 
-pub(super) fn task_set(job: u64, stage: u64, n: usize) -> TaskSet {
+pub(crate) fn task_set(job: u64, stage: u64, n: usize) -> TaskSet {
     let stage = StageAttempt {
         stage_id: StageId(stage),
         attempt: 0,

@@ -10,16 +10,19 @@
 //!   RegisterExecutor ──digest differs / id taken──▶ refused (the ask fails with the reason)
 //!         │ accepted: no free cores yet
 //!         ▼
-//!   LaunchedExecutor ──▶ free = cores + ember.scheduler.executorTaskQueue ──▶ make_offers
+//!   LaunchedExecutor ──▶ takes tasks ──▶ make_offers
 //!         │
-//!         ├── StatusUpdate (a task ended) ──▶ free += 1 ──▶ make_offers(this executor)
+//!         ├── StatusUpdate (a task ended) ──▶ make_offers(this executor)
 //!         ├── connection closed / RemoveExecutor / no heartbeat for ember.network.timeout
 //!         ▼
 //!      removed: its tasks fail as ExecutorLost and are resubmitted
 //! ```
 //!
-//! Slots beyond the cores (the task queue) let an executor start its next task without waiting
-//! a network round trip; see `ember.scheduler.executorTaskQueue` for the trade-off.
+//! An executor's free slots are not counted here but derived from the task scheduler: its cores
+//! plus `ember.scheduler.executorTaskQueue`, less the attempts the scheduler has on it. So a
+//! repeated, late or made-up status update cannot free a slot that is not free. Slots beyond the
+//! cores (the task queue) let an executor start its next task without waiting a network round
+//! trip; see `ember.scheduler.executorTaskQueue` for the trade-off.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,7 +111,6 @@ struct ExecutorData {
     address: RpcAddress,
     host: String,
     cores: u32,
-    free_slots: u32,
     launched: bool,
     binaries: HashSet<StageAttempt>,
     last_seen: Instant,
@@ -181,7 +183,6 @@ impl DriverEndpoint {
                 address,
                 host: hostname,
                 cores,
-                free_slots: 0,
                 launched: false,
                 binaries: HashSet::new(),
                 last_seen: Instant::now(),
@@ -198,23 +199,29 @@ impl DriverEndpoint {
 
     /// Offers the free slots of one executor (or all) and sends what the scheduler picked.
     fn make_offers(&mut self, only: Option<&ExecutorId>) {
-        let offers: Vec<WorkerOffer> = self
-            .executors
-            .iter()
-            .filter(|(id, e)| e.launched && e.free_slots > 0 && only.is_none_or(|o| o == *id))
-            .map(|(id, e)| WorkerOffer {
-                executor_id: id.clone(),
-                host: e.host.clone(),
-                slots: e.free_slots,
-            })
-            .collect();
-        let (launches, finished) = self.scheduler.with_state(|s| {
+        let task_queue = self.conf.task_queue;
+        let executors = &self.executors;
+        let (offers, launches, finished) = self.scheduler.with_state(|s| {
+            let offers: Vec<WorkerOffer> = executors
+                .iter()
+                .filter(|(id, e)| e.launched && only.is_none_or(|o| o == *id))
+                .filter_map(|(id, e)| {
+                    let capacity = e.cores.saturating_add(task_queue);
+                    let held = u32::try_from(s.tasks_on(id)).unwrap_or(u32::MAX);
+                    let slots = capacity.saturating_sub(held);
+                    (slots > 0).then(|| WorkerOffer {
+                        executor_id: id.clone(),
+                        host: e.host.clone(),
+                        slots,
+                    })
+                })
+                .collect();
             let launches = if offers.is_empty() {
                 Vec::new()
             } else {
                 s.resource_offers(&offers)
             };
-            (launches, s.take_finished_task_sets())
+            (offers, launches, s.take_finished_task_sets())
         });
         if !finished.is_empty() {
             self.release_binaries(&finished);
@@ -226,7 +233,6 @@ impl DriverEndpoint {
             let Some(executor) = self.executors.get_mut(&offer.executor_id) else {
                 continue;
             };
-            executor.free_slots -= tasks.len() as u32;
             let mut binaries: Vec<TaskBinary> = Vec::new();
             let mut descs = Vec::with_capacity(tasks.len());
             for launch in &tasks {
@@ -244,7 +250,6 @@ impl DriverEndpoint {
                 for binary in &binaries {
                     executor.binaries.remove(&binary.stage);
                 }
-                executor.free_slots += tasks.len() as u32;
                 let by_stage = group_by_stage(&descs);
                 for (stage, ids) in by_stage {
                     let bytes = binaries
@@ -269,7 +274,6 @@ impl DriverEndpoint {
                 tasks: descs.clone(),
             }) {
                 if let ember_rpc::RpcError::MessageTooLarge { size, max } = e.error {
-                    executor.free_slots += descs.len() as u32;
                     for (stage, ids) in group_by_stage(&descs) {
                         executor.binaries.remove(&stage);
                         let message = format!(
@@ -308,7 +312,6 @@ impl DriverEndpoint {
         executor_id: ExecutorId,
         updates: Vec<TaskStatus>,
     ) {
-        let finished = updates.iter().filter(|u| u.state.is_finished()).count() as u32;
         let fetches: Vec<ResultFetch> = self.scheduler.with_state(|s| {
             updates
                 .into_iter()
@@ -320,7 +323,6 @@ impl DriverEndpoint {
         }
         match self.executors.get_mut(&executor_id) {
             Some(executor) => {
-                executor.free_slots += finished;
                 executor.last_seen = Instant::now();
                 self.make_offers(Some(&executor_id));
             }
@@ -453,7 +455,6 @@ impl RpcEndpoint for DriverEndpoint {
                     e.launched = true;
                     // Counted from now on: it takes tasks.
                     self.shared.num_executors.fetch_add(1, Ordering::Relaxed);
-                    e.free_slots = e.cores + self.conf.task_queue;
                     e.last_seen = Instant::now();
                     self.make_offers(Some(&executor_id));
                 }
@@ -680,3 +681,6 @@ impl CoarseGrainedBackend {
         self.env.stop(&self.endpoint);
     }
 }
+
+#[cfg(test)]
+mod tests;
