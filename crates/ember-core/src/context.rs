@@ -352,6 +352,86 @@ impl Context {
         self.inner.backend.num_executors()
     }
 
+    /// Cancels every job running or waiting (Spark: `SparkContext.cancelAllJobs`): each fails
+    /// with [`JobFailure::Cancelled`](crate::JobFailure::Cancelled), and their running tasks
+    /// are killed (see [`TaskContext`](crate::TaskContext)). Jobs submitted afterwards run.
+    pub fn cancel_all_jobs(&self) {
+        self.inner
+            .dag
+            .cancel_jobs("the application cancelled all jobs");
+    }
+
+    /// The ids of the executors registered and ready for tasks (`["driver"]` in local mode).
+    pub fn executor_ids(&self) -> Vec<String> {
+        self.inner
+            .backend
+            .executor_ids()
+            .into_iter()
+            .map(|id| id.0)
+            .collect()
+    }
+
+    /// Asks the cluster manager for `total` executors in all (Spark:
+    /// `SparkContext.requestTotalExecutors`): more are launched as resources allow, and
+    /// executors that end beyond that number are not replaced. `Ok(false)` when the cluster
+    /// manager did not take the request (the application is not registered yet).
+    pub fn request_total_executors(&self, total: u32) -> Result<bool, CoreError> {
+        self.allocate("requesting executors", move |a| {
+            a.request_total_executors(total)
+        })
+    }
+
+    /// Asks for `additional` executors beyond the current target (Spark:
+    /// `SparkContext.requestExecutors`); the target starts as `ember.executor.instances`, or
+    /// the executors granted so far when that is unset.
+    pub fn request_executors(&self, additional: u32) -> Result<bool, CoreError> {
+        self.allocate("requesting executors", move |a| {
+            a.request_executors(additional)
+        })
+    }
+
+    /// Kills these executors and lowers the target so that they are not replaced (Spark:
+    /// `SparkContext.killExecutors`). Their running tasks are resubmitted elsewhere without
+    /// counting as failures. Ids that are not registered executors are skipped; `Ok(false)`
+    /// when none was.
+    pub fn kill_executors<S: AsRef<str>>(&self, executor_ids: &[S]) -> Result<bool, CoreError> {
+        let ids: Vec<crate::ids::ExecutorId> = executor_ids
+            .iter()
+            .map(|id| crate::ids::ExecutorId::from(id.as_ref()))
+            .collect();
+        self.allocate("killing executors", move |a| a.kill_executors(ids))
+    }
+
+    /// Kills one executor; see [`kill_executors`](Self::kill_executors).
+    pub fn kill_executor(&self, executor_id: &str) -> Result<bool, CoreError> {
+        self.kill_executors(&[executor_id])
+    }
+
+    fn allocate(
+        &self,
+        operation: &'static str,
+        request: impl FnOnce(
+            &dyn crate::scheduler::backend::ExecutorAllocation,
+        )
+            -> crate::scheduler::backend::BoxFuture<'static, Result<bool, CoreError>>,
+    ) -> Result<bool, CoreError> {
+        if let Some(reason) = self.inner.stopped_reason() {
+            return Err(CoreError::ContextStopped { reason });
+        }
+        let Some(allocation) = self.inner.backend.executor_allocation() else {
+            return Err(CoreError::NeedsClusterManager {
+                operation,
+                master: self.inner.master.to_string(),
+            });
+        };
+        let pending = request(allocation);
+        block_on_runtime(&self.inner.handle, pending, None).unwrap_or_else(|| {
+            Err(CoreError::ContextStopped {
+                reason: "the driver's runtime stopped".to_owned(),
+            })
+        })
+    }
+
     /// The application's name.
     pub fn app_name(&self) -> &str {
         &self.inner.app_name

@@ -35,6 +35,17 @@ pub enum CoreError {
         /// Why.
         reason: String,
     },
+    /// The operation needs a cluster manager, and the master URL runs without one.
+    #[error(
+        "{operation} needs a cluster manager (ember://… or local-cluster[…]); master {master:?} \
+         runs the application in this process"
+    )]
+    NeedsClusterManager {
+        /// What was asked.
+        operation: &'static str,
+        /// The master URL.
+        master: String,
+    },
     /// The RPC layer failed.
     #[error(transparent)]
     Rpc(#[from] RpcError),

@@ -14,6 +14,7 @@
 //! | [`scheduler`] | `org.apache.spark.scheduler` (+ `cluster`, `local`) |
 //! | [`executor`] | `org.apache.spark.executor` |
 //! | [`storage`] | `BlockManager` (the part that serves blocks) |
+//! | [`task_context`] | `TaskContext` |
 //! | [`ui`] | `ConsoleProgressBar` |
 //! | [`closure`] | closure serialization and the class loader, by other means |
 
@@ -27,6 +28,7 @@ pub mod local_cluster;
 pub mod master_url;
 pub mod scheduler;
 pub mod storage;
+pub mod task_context;
 pub mod ui;
 pub mod util;
 
@@ -34,6 +36,7 @@ pub use context::{Context, ContextBuilder};
 pub use error::{CoreError, JobFailure};
 pub use executor::run_if_executor_role;
 pub use master_url::MasterUrl;
+pub use task_context::TaskContext;
 
 /// Every configuration key the runtime reads: its own, the RPC layer's and the application
 /// client's.

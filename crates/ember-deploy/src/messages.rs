@@ -420,6 +420,18 @@ pub enum AppClientInternal {
     RetryRegistration,
     /// Unregister and stop.
     Stop,
+    /// Ask → `bool`: ask the active master for this many executors in all (its
+    /// `RequestExecutors`); `false` while no master has accepted the application.
+    RequestTotalExecutors {
+        /// The total wanted.
+        total: u32,
+    },
+    /// Ask → `bool`: ask the active master to kill these executors (its `KillExecutors`);
+    /// `false` while no master has accepted the application.
+    KillExecutors {
+        /// The executors.
+        executor_ids: Vec<ExecutorId>,
+    },
 }
 
 /// Reply to [`ClientToMaster::RequestSubmitDriver`].

@@ -33,7 +33,7 @@ pub mod cli;
 
 pub use ember_core::closure;
 pub use ember_core::config::config_entries as core_config_entries;
-pub use ember_core::{Context, ContextBuilder, CoreError, JobFailure, MasterUrl};
+pub use ember_core::{Context, ContextBuilder, CoreError, JobFailure, MasterUrl, TaskContext};
 pub use ember_rpc::EmberConf;
 
 /// Ember's entry point: runs `app` as the driver, or — when a worker started this process in

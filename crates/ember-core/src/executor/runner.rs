@@ -24,6 +24,7 @@ use crate::scheduler::messages::{
     TaskStatus,
 };
 use crate::storage::{BlockId, BlockStore};
+use crate::task_context::TaskContext;
 use crate::util::ByteBuf;
 
 /// Where an executor's status updates go: the driver (over RPC) or the local backend.
@@ -45,22 +46,8 @@ pub struct ResultPolicy {
 struct QueuedTask {
     desc: TaskDescription,
     binary: Arc<TaskBinary>,
-    control: Arc<TaskControl>,
-}
-
-/// A task's kill switch.
-#[derive(Debug, Default)]
-struct TaskControl {
-    killed: Mutex<Option<String>>,
-}
-
-impl TaskControl {
-    fn kill_reason(&self) -> Option<String> {
-        self.killed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
+    /// The attempt's context: what the task sees of itself, and its kill switch.
+    context: TaskContext,
 }
 
 struct Shared {
@@ -68,7 +55,7 @@ struct Shared {
     queue: Mutex<VecDeque<QueuedTask>>,
     ready: Condvar,
     stopping: AtomicBool,
-    tasks: Mutex<HashMap<TaskId, Arc<TaskControl>>>,
+    tasks: Mutex<HashMap<TaskId, TaskContext>>,
     reporter: UnboundedSender<TaskStatus>,
     results: ResultPolicy,
 }
@@ -78,7 +65,7 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_tasks(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<TaskControl>>> {
+    fn lock_tasks(&self) -> MutexGuard<'_, HashMap<TaskId, TaskContext>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -149,26 +136,32 @@ impl Executor {
 
     /// Queues a task attempt; a free thread runs it.
     pub fn launch_task(&self, desc: TaskDescription, binary: Arc<TaskBinary>) {
-        let control = Arc::new(TaskControl::default());
+        let context = TaskContext::new(
+            desc.stage,
+            desc.partition as usize,
+            desc.attempt,
+            desc.task_id,
+        );
         self.shared
             .lock_tasks()
-            .insert(desc.task_id, control.clone());
+            .insert(desc.task_id, context.clone());
         self.shared.lock_queue().push_back(QueuedTask {
             desc,
             binary,
-            control,
+            context,
         });
         self.shared.ready.notify_one();
     }
 
     /// Kills a task attempt: a queued one is dropped and reported KILLED at once; a running one
-    /// is reported KILLED when it returns (threads cannot be stopped from outside, so
-    /// `interrupt_thread` cannot be honoured beyond that).
+    /// sees [`TaskContext::is_interrupted`] and is reported KILLED when it returns. Threads
+    /// cannot be stopped from outside, so killing is cooperative whatever `interrupt_thread`
+    /// says (see [`task_context`](crate::task_context)).
     pub fn kill_task(&self, task_id: TaskId, _interrupt_thread: bool, reason: &str) {
-        let Some(control) = self.shared.lock_tasks().get(&task_id).cloned() else {
+        let Some(context) = self.shared.lock_tasks().get(&task_id).cloned() else {
             return;
         };
-        *control.killed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        context.kill(reason);
         let queued = {
             let mut queue = self.shared.lock_queue();
             let before = queue.len();
@@ -226,18 +219,23 @@ fn task_thread(shared: &Shared) {
 
 fn run_task(shared: &Shared, task: QueuedTask) {
     let task_id = task.desc.task_id;
-    let outcome = if let Some(reason) = task.control.kill_reason() {
+    let outcome = if let Some(reason) = task.context.kill_reason() {
         Err(TaskFailureReason::Killed { reason })
     } else {
         shared.report(task_id, TaskState::Running, StatusData::None);
-        let ran = catch_unwind(AssertUnwindSafe(|| execute(&task)));
+        let ran = {
+            let _current = task.context.enter();
+            catch_unwind(AssertUnwindSafe(|| execute(&task)))
+        };
         let ran = match ran {
             Ok(result) => result,
             Err(payload) => Err(TaskFailureReason::Panic {
                 message: ember_rpc::panic_message(payload.as_ref()),
             }),
         };
-        match task.control.kill_reason() {
+        // A kill wins over whatever the task did after it (including unwinding on
+        // `kill_task_if_interrupted`).
+        match task.context.kill_reason() {
             Some(reason) => Err(TaskFailureReason::Killed { reason }),
             None => ran,
         }
@@ -423,6 +421,73 @@ mod tests {
                 assert_eq!(decoder.decode(&bytes).unwrap(), vec![2u8; 200]);
             }
             other => panic!("{other:?}"),
+        }
+        assert_eq!(executor.num_tasks(), 0);
+        executor.stop();
+    }
+
+    #[test]
+    fn a_killed_running_task_sees_it_and_is_reported_killed() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sink = Arc::new(Collect::default());
+        let executor = Executor::start(
+            "1".into(),
+            1,
+            ResultPolicy {
+                max_direct_size: 1 << 20,
+                store: None,
+            },
+            sink.clone(),
+            rt.handle(),
+        )
+        .unwrap();
+        // Partition 0 waits to be killed; partition 1 unwinds as soon as it is.
+        let (task, _) = TaskFn::new(Fn!(|p: usize| {
+            let ctx = crate::TaskContext::get().expect("a task has a context");
+            assert_eq!(ctx.partition_id(), p);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                if p == 1 {
+                    ctx.kill_task_if_interrupted();
+                } else if ctx.is_interrupted() {
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            false
+        }))
+        .unwrap();
+        let bin = binary(&task);
+        for p in 0..2 {
+            executor.launch_task(desc(p as u64, p), bin.clone());
+            let running = |s: &Collect| {
+                s.0.lock()
+                    .unwrap()
+                    .iter()
+                    .any(|u| u.task_id == TaskId(p as u64) && u.state == TaskState::Running)
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !running(&sink) {
+                assert!(Instant::now() < deadline, "task {p} did not start");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            executor.kill_task(TaskId(p as u64), true, "its job was cancelled");
+            let updates = sink.wait_for(p as usize + 1);
+            let end = updates
+                .iter()
+                .find(|u| u.task_id == TaskId(p as u64) && u.state.is_finished())
+                .unwrap();
+            assert_eq!(end.state, TaskState::Killed, "{end:?}");
+            match &end.data {
+                StatusData::Failure(TaskFailureReason::Killed { reason }) => {
+                    assert_eq!(reason, "its job was cancelled")
+                }
+                other => panic!("{other:?}"),
+            }
         }
         assert_eq!(executor.num_tasks(), 0);
         executor.stop();

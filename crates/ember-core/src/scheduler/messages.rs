@@ -327,6 +327,13 @@ pub enum DriverInternal {
     },
     /// Ask → `usize`: how many executors are registered.
     NumExecutors,
+    /// Ask → `Vec<ExecutorId>`: the driver is about to have these executors killed. It offers
+    /// them no more tasks, and their loss does not count against their tasks. The answer is
+    /// the ones that were registered and not already being killed.
+    KillExecutors {
+        /// The executors.
+        executor_ids: Vec<ExecutorId>,
+    },
 }
 
 /// The reply to [`DriverMessage::RegisterExecutor`].
@@ -357,8 +364,9 @@ pub enum ExecutorMessage {
         /// The tasks.
         tasks: Vec<TaskDescription>,
     },
-    /// Kill a task attempt: dropped if still queued; if running, reported KILLED when it ends
-    /// (a thread cannot be stopped from outside).
+    /// Kill a task attempt: dropped if still queued; if running, its
+    /// [`TaskContext`](crate::TaskContext) says it is interrupted, and it is reported KILLED
+    /// when it returns (a thread cannot be stopped from outside).
     KillTask {
         /// The task.
         task_id: TaskId,

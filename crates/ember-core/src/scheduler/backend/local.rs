@@ -194,6 +194,10 @@ impl SchedulerBackend for LocalBackend {
         1
     }
 
+    fn executor_ids(&self) -> Vec<ExecutorId> {
+        vec![ExecutorId::driver()]
+    }
+
     fn stop(&self) -> BoxFuture<'static, ()> {
         self.env.stop(&self.endpoint);
         Box::pin(async {})

@@ -21,6 +21,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::error::CoreError;
 use crate::ids::{ExecutorId, TaskId};
 
 /// A boxed future, for trait methods that are used as trait objects.
@@ -62,4 +63,31 @@ pub trait SchedulerBackend: Send + Sync + fmt::Debug {
     fn application_id(&self) -> Option<String> {
         None
     }
+
+    /// The executors registered and ready for tasks.
+    fn executor_ids(&self) -> Vec<ExecutorId>;
+
+    /// How the application changes its executors, when the backend lets it (a cluster).
+    fn executor_allocation(&self) -> Option<&dyn ExecutorAllocation> {
+        None
+    }
+}
+
+/// Asking the cluster manager for more or fewer executors while the application runs.
+///
+/// Spark counterpart: `ExecutorAllocationClient`. Each answer says whether the cluster manager
+/// took the request: `false` while the application is not registered yet.
+pub trait ExecutorAllocation: Send + Sync {
+    /// Wants `total` executors in all: the cluster manager launches more as resources allow and
+    /// does not replace executors that end beyond that number.
+    fn request_total_executors(&self, total: u32) -> BoxFuture<'static, Result<bool, CoreError>>;
+
+    /// Wants `additional` executors more than the current target (the executors granted so
+    /// far, when no target was set).
+    fn request_executors(&self, additional: u32) -> BoxFuture<'static, Result<bool, CoreError>>;
+
+    /// Kills these executors and lowers the target by as many, so they are not replaced; their
+    /// running tasks are resubmitted without counting as failures. Unknown ids are skipped;
+    /// `Ok(false)` when none was known.
+    fn kill_executors(&self, ids: Vec<ExecutorId>) -> BoxFuture<'static, Result<bool, CoreError>>;
 }

@@ -13,6 +13,7 @@
 //! authentication is on from `EMBER_EXECUTOR_OPTS`, and its worker gives it the secret from the
 //! worker's own configuration (`EMBER_AUTHENTICATE_SECRET`), as Spark's workers do.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +35,8 @@ use crate::executor::role;
 use crate::ids::{ExecutorId, TaskId};
 use crate::scheduler::backend::driver_endpoint::{CoarseGrainedBackend, DriverShared};
 use crate::scheduler::backend::starvation::diagnose;
-use crate::scheduler::backend::{BoxFuture, SchedulerBackend};
+use crate::scheduler::backend::{BoxFuture, ExecutorAllocation, SchedulerBackend};
+use crate::scheduler::messages::{DriverInternal, DriverMessage};
 use crate::scheduler::task::TaskScheduler;
 
 /// Called once when the application can no longer run (the master removed it, or no master
@@ -49,7 +51,7 @@ const STOP_ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The standalone backend.
 pub struct StandaloneBackend {
     coarse: CoarseGrainedBackend,
-    client: AppClient,
+    client: Arc<AppClient>,
     app_desc: ApplicationDescription,
     masters: Vec<RpcAddress>,
     env: RpcEnv,
@@ -57,6 +59,12 @@ pub struct StandaloneBackend {
     /// Serves the binary to workers for as long as the backend lives (executors may be
     /// relaunched at any time).
     file_server: FileServer,
+    /// Executors the master granted that have not ended (ExecutorAdded, less those whose
+    /// ExecutorUpdated said they ended).
+    granted: Arc<Mutex<BTreeSet<ember_deploy::ids::ExecutorId>>>,
+    /// The executor total last asked of the master; `None` until the application asks, when
+    /// `ember.executor.instances` is unset (no limit).
+    requested_total: Arc<tokio::sync::Mutex<Option<u32>>>,
     /// Awaited at the end of [`stop`](SchedulerBackend::stop); see
     /// [`set_shutdown_callback`](StandaloneBackend::set_shutdown_callback).
     shutdown_callback: Mutex<Option<BoxFuture<'static, ()>>>,
@@ -75,6 +83,7 @@ impl std::fmt::Debug for StandaloneBackend {
 
 struct Listener {
     coarse: CoarseGrainedEndpoints,
+    granted: Arc<Mutex<BTreeSet<ember_deploy::ids::ExecutorId>>>,
     shared: Arc<DriverShared>,
     on_dead: OnDead,
     stopping: Arc<AtomicBool>,
@@ -112,6 +121,10 @@ impl AppClientListener for Listener {
     ) {
         info!(executor_id = %id, %worker_id, %host_port, cores, memory_mb,
             "granted executor (its worker is starting it)");
+        self.granted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
     }
 
     fn executor_removed(
@@ -125,6 +138,10 @@ impl AppClientListener for Listener {
         // Spark parity: StandaloneSchedulerBackend.executorRemoved — an exit status means the
         // process ended by itself (the application may be at fault); no status means it was
         // lost, caused by the application only when its worker is still there.
+        self.granted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         let caused_by_app = exit_status.is_some() || worker_host.is_none();
         let reason = match exit_status {
             Some(code) => format!("executor {state} with exit code {code}: {message}"),
@@ -182,10 +199,12 @@ impl StandaloneBackend {
         info!(app = %app_desc.name, command = %app_desc.command, masters = ?masters,
             "starting the standalone backend");
         let stopping = Arc::new(AtomicBool::new(false));
+        let granted = Arc::new(Mutex::new(BTreeSet::new()));
         let listener = Arc::new(Listener {
             coarse: CoarseGrainedEndpoints {
                 endpoint: coarse.endpoint().clone(),
             },
+            granted: granted.clone(),
             shared: coarse.shared().clone(),
             on_dead,
             stopping: stopping.clone(),
@@ -199,9 +218,12 @@ impl StandaloneBackend {
             client_conf,
         )
         .await?;
+        let requested_total = Arc::new(tokio::sync::Mutex::new(app_desc.initial_executor_limit));
         Ok(Arc::new(StandaloneBackend {
             coarse,
-            client,
+            client: Arc::new(client),
+            granted,
+            requested_total,
             app_desc,
             masters,
             env: env.clone(),
@@ -370,10 +392,83 @@ impl SchedulerBackend for StandaloneBackend {
     }
 
     fn num_executors(&self) -> usize {
-        self.coarse
-            .shared()
-            .num_executors
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.coarse.shared().num_executors()
+    }
+
+    fn executor_ids(&self) -> Vec<ExecutorId> {
+        self.coarse.shared().executor_ids()
+    }
+
+    fn executor_allocation(&self) -> Option<&dyn ExecutorAllocation> {
+        Some(self)
+    }
+}
+
+impl StandaloneBackend {
+    /// The target the master is asked for now: the last one set, else the executors granted.
+    fn current_target(&self, requested: Option<u32>) -> u32 {
+        requested.unwrap_or_else(|| {
+            let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner()).len();
+            u32::try_from(granted).unwrap_or(u32::MAX)
+        })
+    }
+}
+
+/// Spark parity: `CoarseGrainedSchedulerBackend`'s `requestTotalExecutors`, `requestExecutors`
+/// and `killExecutors` (with `adjustTargetNumExecutors`), over `StandaloneAppClient`. Requests
+/// are made one at a time, so the master sees targets in the order the application set them.
+impl ExecutorAllocation for StandaloneBackend {
+    fn request_total_executors(&self, total: u32) -> BoxFuture<'static, Result<bool, CoreError>> {
+        let (requested, client) = (self.requested_total.clone(), self.client.clone());
+        Box::pin(async move {
+            let mut requested = requested.lock().await;
+            info!(total, "asking the master for executors in all");
+            *requested = Some(total);
+            Ok(client.request_total_executors(total).await?)
+        })
+    }
+
+    fn request_executors(&self, additional: u32) -> BoxFuture<'static, Result<bool, CoreError>> {
+        let (requested, client) = (self.requested_total.clone(), self.client.clone());
+        let granted_now = self.current_target(None);
+        Box::pin(async move {
+            let mut requested = requested.lock().await;
+            let total = requested.unwrap_or(granted_now).saturating_add(additional);
+            info!(additional, total, "asking the master for more executors");
+            *requested = Some(total);
+            Ok(client.request_total_executors(total).await?)
+        })
+    }
+
+    fn kill_executors(&self, ids: Vec<ExecutorId>) -> BoxFuture<'static, Result<bool, CoreError>> {
+        let (requested, client) = (self.requested_total.clone(), self.client.clone());
+        let endpoint = self.coarse.endpoint().clone();
+        let granted_now = self.current_target(None);
+        Box::pin(async move {
+            let mut requested = requested.lock().await;
+            let accepted: Vec<ExecutorId> = endpoint
+                .ask(DriverMessage::Internal(DriverInternal::KillExecutors {
+                    executor_ids: ids,
+                }))
+                .await?;
+            let to_kill: Vec<ember_deploy::ids::ExecutorId> = accepted
+                .iter()
+                .filter_map(|id| id.0.parse().ok().map(ember_deploy::ids::ExecutorId))
+                .collect();
+            if to_kill.is_empty() {
+                return Ok(false);
+            }
+            // Lower the target first, so that the master does not replace them.
+            let total = requested
+                .unwrap_or(granted_now)
+                .saturating_sub(u32::try_from(to_kill.len()).unwrap_or(u32::MAX));
+            *requested = Some(total);
+            info!(executors = ?accepted, total, "asking the master to kill executors");
+            if !client.request_total_executors(total).await? {
+                return Ok(false);
+            }
+            Ok(client.kill_executors(to_kill).await?)
+        })
     }
 }
 

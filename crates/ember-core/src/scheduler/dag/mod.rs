@@ -97,8 +97,13 @@ pub enum DagEvent {
         /// Why.
         message: String,
     },
-    /// Fail every active job with [`CoreError::ContextStopped`].
+    /// Fail every active job with [`CoreError::ContextStopped`]: the context is stopping.
     CancelAllJobs {
+        /// Why.
+        reason: String,
+    },
+    /// Fail every active job as cancelled; the context goes on.
+    CancelJobs {
         /// Why.
         reason: String,
     },
@@ -157,7 +162,14 @@ impl DagScheduler {
         Ok(listener)
     }
 
-    /// Fails every active job.
+    /// Fails every active job as cancelled, killing their running tasks; later jobs run.
+    pub fn cancel_jobs(&self, reason: &str) {
+        let _ = self.tx.send(DagEvent::CancelJobs {
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Fails every active job: the context is stopping.
     pub fn cancel_all_jobs(&self, reason: &str) {
         let _ = self.tx.send(DagEvent::CancelAllJobs {
             reason: reason.to_owned(),
@@ -288,6 +300,7 @@ impl DagState {
                 self.stopped_reason = Some(reason.clone());
                 self.cancel_all(&reason);
             }
+            DagEvent::CancelJobs { reason } => self.cancel_all(&reason),
         }
     }
 
@@ -452,7 +465,7 @@ impl DagState {
         if job.num_finished == job.partitions.len() {
             info!(%job_id, stage = %stage, "job finished");
             self.running.remove(&stage.stage_id);
-            self.finish_job(job_id);
+            self.finish_job(job_id, &format!("job {job_id} has finished"));
         }
     }
 
@@ -470,24 +483,37 @@ impl DagState {
                     reason: failure.clone(),
                 });
             }
-            self.finish_job(job_id);
+            self.finish_job(job_id, &format!("job {job_id} failed: {failure}"));
         }
     }
 
+    /// Fails every active job: with [`CoreError::ContextStopped`] when the context is stopping,
+    /// else as cancelled by the application.
     fn cancel_all(&mut self, reason: &str) {
+        let stopping = self.stopped_reason.is_some();
         let jobs: Vec<JobId> = self.jobs.keys().copied().collect();
         for job_id in jobs {
             if let Some(job) = self.jobs.get(&job_id) {
-                job.listener.job_failed(CoreError::ContextStopped {
-                    reason: reason.to_owned(),
+                job.listener.job_failed(if stopping {
+                    CoreError::ContextStopped {
+                        reason: reason.to_owned(),
+                    }
+                } else {
+                    CoreError::JobFailed {
+                        job_id,
+                        reason: JobFailure::Cancelled {
+                            reason: reason.to_owned(),
+                        },
+                    }
                 });
             }
-            self.finish_job(job_id);
+            self.finish_job(job_id, &format!("job {job_id} was cancelled: {reason}"));
         }
     }
 
-    /// Forgets a job and the stages only it needed, killing their running tasks.
-    fn finish_job(&mut self, job_id: JobId) {
+    /// Forgets a job and the stages only it needed, killing their running tasks (`why` is the
+    /// reason their attempts are told).
+    fn finish_job(&mut self, job_id: JobId, why: &str) {
         let Some(job) = self.jobs.remove(&job_id) else {
             return;
         };
@@ -511,8 +537,7 @@ impl DagState {
                 stack.extend(stage.parents);
                 // Kills attempts still running (the job failed, or duplicates of finished
                 // tasks); a stage whose tasks all finished has nothing left to kill.
-                self.task_scheduler
-                    .cancel_stage(stage_id, &format!("job {job_id} ended"));
+                self.task_scheduler.cancel_stage(stage_id, why);
             }
         }
     }

@@ -24,7 +24,7 @@
 //! cores (the task queue) let an executor start its next task without waiting a network round
 //! trip; see `ember.scheduler.executorTaskQueue` for the trade-off.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,13 +57,27 @@ const TASK_DESCRIPTION_SIZE: usize = 48;
 pub struct DriverShared {
     /// Cores of the registered executors.
     pub total_cores: AtomicUsize,
-    /// Registered executors ready for tasks (counted from their `LaunchedExecutor`).
-    pub num_executors: AtomicUsize,
+    /// Registered executors ready for tasks (from their `LaunchedExecutor`).
+    executors: Mutex<BTreeSet<ExecutorId>>,
     /// The application id, once the cluster manager gave one.
     pub app_id: Mutex<Option<String>>,
 }
 
 impl DriverShared {
+    /// The executors registered and ready for tasks.
+    pub fn executor_ids(&self) -> Vec<ExecutorId> {
+        self.lock_executors().iter().cloned().collect()
+    }
+
+    /// How many executors are registered and ready for tasks.
+    pub fn num_executors(&self) -> usize {
+        self.lock_executors().len()
+    }
+
+    fn lock_executors(&self) -> std::sync::MutexGuard<'_, BTreeSet<ExecutorId>> {
+        self.executors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The application id, if known.
     pub fn app_id(&self) -> Option<String> {
         self.app_id
@@ -125,6 +139,8 @@ pub struct DriverEndpoint {
     shared: Arc<DriverShared>,
     executors: HashMap<ExecutorId, ExecutorData>,
     by_address: HashMap<RpcAddress, ExecutorId>,
+    /// Executors the driver is having killed (Spark: `executorsPendingToRemove`).
+    pending_removal: HashSet<ExecutorId>,
     stopping: bool,
     timers: Vec<TimerHandle>,
 }
@@ -142,6 +158,7 @@ impl DriverEndpoint {
             shared,
             executors: HashMap::new(),
             by_address: HashMap::new(),
+            pending_removal: HashSet::new(),
             stopping: false,
             timers: Vec::new(),
         })
@@ -200,11 +217,13 @@ impl DriverEndpoint {
     /// Offers the free slots of one executor (or all) and sends what the scheduler picked.
     fn make_offers(&mut self, only: Option<&ExecutorId>) {
         let task_queue = self.conf.task_queue;
-        let executors = &self.executors;
+        let (executors, pending_removal) = (&self.executors, &self.pending_removal);
         let (offers, launches, finished) = self.scheduler.with_state(|s| {
             let offers: Vec<WorkerOffer> = executors
                 .iter()
-                .filter(|(id, e)| e.launched && only.is_none_or(|o| o == *id))
+                .filter(|(id, e)| {
+                    e.launched && !pending_removal.contains(*id) && only.is_none_or(|o| o == *id)
+                })
                 .filter_map(|(id, e)| {
                     let capacity = e.cores.saturating_add(task_queue);
                     let held = u32::try_from(s.tasks_on(id)).unwrap_or(u32::MAX);
@@ -372,9 +391,15 @@ impl DriverEndpoint {
         self.shared
             .total_cores
             .fetch_sub(executor.cores as usize, Ordering::Relaxed);
-        if executor.launched {
-            self.shared.num_executors.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.shared.lock_executors().remove(executor_id);
+        let (reason, caused_by_app) = if self.pending_removal.remove(executor_id) {
+            // Spark parity: a loss the driver asked for is `ExecutorKilled`, not the
+            // application's fault.
+            (format!("{reason} (killed at the driver's request)"), false)
+        } else {
+            (reason.to_owned(), caused_by_app)
+        };
+        let reason = reason.as_str();
         self.scheduler
             .with_state(|s| s.executor_lost(executor_id, reason, caused_by_app));
         // The lost tasks are pending again.
@@ -454,7 +479,7 @@ impl RpcEndpoint for DriverEndpoint {
                 {
                     e.launched = true;
                     // Counted from now on: it takes tasks.
-                    self.shared.num_executors.fetch_add(1, Ordering::Relaxed);
+                    self.shared.lock_executors().insert(executor_id.clone());
                     e.last_seen = Instant::now();
                     self.make_offers(Some(&executor_id));
                 }
@@ -546,6 +571,18 @@ impl RpcEndpoint for DriverEndpoint {
             }
             DriverMessage::Internal(DriverInternal::NumExecutors) => {
                 reply.reply(self.executors.len());
+            }
+            DriverMessage::Internal(DriverInternal::KillExecutors { executor_ids }) => {
+                let mut accepted = Vec::new();
+                for executor_id in executor_ids {
+                    if !self.executors.contains_key(&executor_id) {
+                        warn!(%executor_id, "asked to kill an executor that is not registered");
+                    } else if self.pending_removal.insert(executor_id.clone()) {
+                        info!(%executor_id, "the application asked to kill executor");
+                        accepted.push(executor_id);
+                    }
+                }
+                reply.reply(accepted);
             }
             other => {
                 reply.send_error(&format!("{other:?} is not a request"));
