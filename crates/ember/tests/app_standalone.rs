@@ -219,6 +219,47 @@ fn an_application_asking_too_much_waits_and_the_driver_says_why() {
     assert!(error.contains("stopped"), "{error}");
 }
 
+#[test]
+fn a_starved_driver_names_a_missing_worker_and_the_application_holding_the_cores() {
+    let dir = TempDir::new("starved-reasons");
+    let master = Master::start(&dir, "master", &[]);
+    let starved = [
+        ("EMBER_MASTER", master.url.as_str()),
+        ("APP_TEST_CONF_ember_starvation_timeout", "200ms"),
+        ("APP_TEST_CONF_ember_executor_memory", "256m"),
+    ];
+    // No worker at all.
+    let mut lonely = spawn_driver("scenario_starved", &starved);
+    let why = lonely.wait_for_line("has no worker registered");
+    assert!(why.contains(&master.url), "{why}");
+    lonely.close_stdin();
+    lonely.wait_success();
+
+    // One core, held by a first application that ran its job and waits.
+    let _worker = Worker::start(&dir, "worker", &master.url, &["-c", "1", "-m", "1g"]).registered();
+    let mut holder = spawn_driver(
+        "scenario_cluster_job",
+        &[
+            ("EMBER_MASTER", master.url.as_str()),
+            ("APP_TEST_EXECUTORS", "1"),
+            ("APP_TEST_CONF_ember_executor_memory", "256m"),
+        ],
+    );
+    let holder_id = holder.value("APP_ID");
+    let mut second = spawn_driver("scenario_starved", &starved);
+    let why = second.wait_for_line("held by other applications");
+    assert!(
+        why.contains(&format!("{holder_id} (app-test) holds 1 core(s)")),
+        "{why}"
+    );
+    for driver in [&mut second, &mut holder] {
+        driver.close_stdin();
+        driver.wait_success();
+    }
+    assert!(second.value("JOB_ERROR").contains("stopped"));
+    assert_eq!(holder.value("STOPPED"), "ok");
+}
+
 /// A job whose tasks wait for `APP_TEST_RELEASE` to exist; reports how the job and the context
 /// ended.
 #[test]

@@ -158,6 +158,8 @@ impl AppClientListener for Listener {
     }
 
     fn worker_removed(&self, worker_id: &WorkerId, host: &str, message: &str) {
+        warn!(%worker_id, %host, %message,
+            "worker lost: its executors are lost and their running tasks are resubmitted");
         let _ = self
             .coarse
             .endpoint

@@ -266,8 +266,12 @@ impl TaskSchedulerImpl {
         let Some(executor) = self.executors.remove(executor_id) else {
             return;
         };
-        info!(%executor_id, host = %executor.host, running = executor.tasks.len(), %reason,
-            "executor lost");
+        if executor.tasks.is_empty() {
+            info!(%executor_id, host = %executor.host, %reason, "executor lost; it ran no task");
+        } else {
+            warn!(%executor_id, host = %executor.host, running = executor.tasks.len(), %reason,
+                caused_by_app, "executor lost; resubmitting the tasks it was running");
+        }
         let failure = TaskFailureReason::ExecutorLost {
             executor_id: executor_id.clone(),
             reason: reason.to_owned(),
@@ -550,6 +554,8 @@ pub(crate) async fn starvation_watch(
 ) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Ticks in a row that found the driver starved: it has waited about that many intervals.
+    let mut starved_ticks = 0u32;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -560,20 +566,23 @@ pub(crate) async fn starvation_watch(
             state.has_pending_tasks() && state.num_executors() == 0
         };
         if !starving {
+            starved_ticks = 0;
             continue;
         }
+        starved_ticks = starved_ticks.saturating_add(1);
+        let waited = interval.saturating_mul(starved_ticks);
         let why = match scheduler.backend.get() {
             Some(backend) => backend.starvation_report().await,
             None => None,
         };
         match why {
             Some(why) => warn!(
-                "Initial job has not accepted any resources: no executor has registered after \
-                 {interval:?}. {why}"
+                "Initial job has not accepted any resources: no executor has registered in \
+                 {waited:?}. {why}"
             ),
             None => warn!(
-                "Initial job has not accepted any resources: no executor has registered after \
-                 {interval:?}; check that workers are registered and have sufficient resources"
+                "Initial job has not accepted any resources: no executor has registered in \
+                 {waited:?}; check that workers are registered and have sufficient resources"
             ),
         }
     }
