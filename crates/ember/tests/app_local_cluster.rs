@@ -354,3 +354,56 @@ fn with_authentication_executors_need_the_secret() {
     driver.wait_success();
     assert_eq!(driver.value("STOPPED"), "ok");
 }
+
+/// A job of slow tasks, long enough for the console progress bar to show.
+#[test]
+fn scenario_progress() {
+    scenario("scenario_progress", || {
+        let ctx = scenario_context()?;
+        let done = ctx.run_job(
+            6,
+            Fn!(|p: usize| {
+                std::thread::sleep(std::time::Duration::from_millis(400));
+                p
+            }),
+        )?;
+        ensure!(done == (0..6).collect::<Vec<_>>(), "{done:?}");
+        tell("DONE", "ok");
+        ctx.stop();
+        Ok(())
+    });
+}
+
+const PROGRESS_ENV: [(&str, &str); 4] = [
+    ("EMBER_MASTER", "local[2]"),
+    ("APP_TEST_CONF_ember_ui_showConsoleProgress", "true"),
+    ("EMBER_LOG", "warn"),
+    ("COLUMNS", "100"),
+];
+
+#[test]
+fn the_progress_bar_shows_on_a_terminal_only() {
+    // stderr is a pipe here: no bar.
+    let mut piped = spawn_driver("scenario_progress", &PROGRESS_ENV);
+    piped.wait_success();
+    assert_eq!(piped.value("DONE"), "ok");
+    assert!(!piped.output().contains("[Stage"), "{}", piped.output());
+
+    // On a terminal (`script` gives the driver a pseudo-terminal), Spark's bar.
+    let exe = std::env::current_exe().unwrap();
+    let command_line = format!(
+        "'{}' --exact scenario_progress --nocapture --test-threads=1",
+        exe.display()
+    );
+    let mut script = std::process::Command::new("script");
+    support::hermetic(&mut script)
+        .args(["-qefc", &command_line, "/dev/null"])
+        .env(support::SCENARIO_VAR, "scenario_progress")
+        .envs(PROGRESS_ENV);
+    let mut terminal = Proc::spawn("driver-on-a-terminal", &mut script);
+    terminal.wait_success();
+    let output = terminal.output();
+    assert!(output.contains("DONE ok"), "{output}");
+    assert!(output.contains("[Stage 0:"), "{output}");
+    assert!(output.contains("/ 6]"), "{output}");
+}

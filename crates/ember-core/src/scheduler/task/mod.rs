@@ -73,7 +73,7 @@ pub struct StageProgress {
     pub total: usize,
     /// Tasks done.
     pub completed: usize,
-    /// Attempts running (or queued on executors).
+    /// Attempts their executors report running (not those still queued there).
     pub active: usize,
 }
 
@@ -400,7 +400,7 @@ impl TaskSchedulerImpl {
                 stage: tsm.stage(),
                 total: tsm.num_tasks(),
                 completed: tsm.tasks_successful(),
-                active: tsm.running_tasks(),
+                active: tsm.started_tasks(),
             })
             .collect()
     }

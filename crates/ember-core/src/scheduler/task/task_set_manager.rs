@@ -115,11 +115,6 @@ impl TaskSetManager {
         self.tasks_successful
     }
 
-    /// Attempts launched and not ended (queued on an executor or running there).
-    pub(crate) fn running_tasks(&self) -> usize {
-        self.running
-    }
-
     /// Attempts an executor reported RUNNING and that have not ended.
     pub(crate) fn started_tasks(&self) -> usize {
         self.started
