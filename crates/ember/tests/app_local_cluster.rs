@@ -43,6 +43,18 @@ fn scenario_jobs() {
             "wrong squares: {values:?}"
         );
         let pids: BTreeSet<u32> = results.iter().map(|(_, pid)| *pid).collect();
+        // One context, jobs from several threads at once.
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let ctx = ctx.clone();
+                std::thread::spawn(move || ctx.run_job(5, Fn!(move |p: usize| p as u64 * t)))
+            })
+            .collect();
+        for (t, thread) in threads.into_iter().enumerate() {
+            let got = thread.join().expect("a job thread")?;
+            let want: Vec<u64> = (0..5).map(|p| p * t as u64).collect();
+            ensure!(got == want, "thread {t}: {got:?}");
+        }
         let sums = ctx.run_job(100, Fn!(|p: usize| (0..=p as u64).sum::<u64>()))?;
         let total: u64 = sums.iter().sum();
         ensure!(total == 166_650, "wrong sum of sums: {total}");
