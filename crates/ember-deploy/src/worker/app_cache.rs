@@ -10,12 +10,18 @@
 //!
 //! The cache is shared by the worker endpoint and its runner tasks; its map of in-flight
 //! fetches sits behind a mutex that is never held across an await.
+//!
+//! Each use of a binary renews its modification time, and the work-dir cleanup
+//! ([`prune`](AppCache::prune), with `ember.worker.cleanup.*`) deletes binaries that no running
+//! executor or driver uses and that were last used longer than the TTL ago, as it deletes old
+//! application directories.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use ember_rpc::RpcEnv;
 use tokio::sync::OnceCell;
@@ -78,9 +84,63 @@ impl AppCache {
             .clone();
         // The first caller fetches; the others wait for it. A failure is not cached: the next
         // caller tries again.
-        cell.get_or_try_init(|| self.materialize(binary, &digest))
+        let path = cell
+            .get_or_try_init(|| self.materialize(binary, &digest))
             .await
-            .cloned()
+            .cloned()?;
+        // Used now: the cleanup's TTL counts from here.
+        let touched = path.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&touched).and_then(|f| f.set_modified(SystemTime::now()))
+        })
+        .await;
+        Ok(path)
+    }
+
+    /// Deletes the cached binaries whose digest is not in `in_use` and that were last used
+    /// before `now - ttl`; returns their digests. Blocking (it walks the directory): run it off
+    /// the async threads. A fetch under way is never touched.
+    pub fn prune(&self, in_use: &HashSet<String>, ttl: Duration, now: SystemTime) -> Vec<String> {
+        let cutoff = now.checked_sub(ttl).unwrap_or(SystemTime::UNIX_EPOCH);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let digest = entry.file_name().to_string_lossy().into_owned();
+            // Temporary files of fetches start with a dot; anything else is not ours.
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            if in_use.contains(&digest) {
+                continue;
+            }
+            let recent = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or(true, |m| m > cutoff);
+            if recent {
+                continue;
+            }
+            {
+                // Forget it first, so that the next executor fetches it again; an entry still
+                // being filled is a fetch under way.
+                let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+                if entries.get(&digest).is_some_and(|c| !c.initialized()) {
+                    continue;
+                }
+                entries.remove(&digest);
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    info!(%digest, "removed an application binary no longer used");
+                    removed.push(digest);
+                }
+                Err(e) => warn!(%digest, error = %e, "could not remove a cached binary"),
+            }
+        }
+        removed.sort();
+        removed
     }
 
     async fn materialize(&self, binary: &AppBinary, digest: &str) -> Result<PathBuf, DeployError> {
@@ -279,6 +339,58 @@ mod tests {
         std::fs::write(&path, b"tampered").unwrap();
         assert_eq!(fresh.get(&binary).await.unwrap(), path);
         assert_eq!(std::fs::read(&path).unwrap(), b"#!/bin/sh\necho hi\n");
+        env.shutdown().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn prune_removes_unused_binaries_not_used_within_the_ttl() {
+        let dir = temp_dir("prune");
+        let (old_src, kept_src, fresh_src) = (dir.join("old"), dir.join("kept"), dir.join("fresh"));
+        std::fs::write(&old_src, b"old").unwrap();
+        std::fs::write(&kept_src, b"kept").unwrap();
+        std::fs::write(&fresh_src, b"fresh").unwrap();
+        let env = ember_rpc::RpcEnv::create(RpcEnvConfig::new("t", "127.0.0.1", 0))
+            .await
+            .unwrap();
+        let cache = AppCache::new(env.clone(), dir.join(CACHE_DIR_NAME));
+        let (old, kept, fresh) = (local(&old_src), local(&kept_src), local(&fresh_src));
+        for b in [&old, &kept, &fresh] {
+            cache.get(b).await.unwrap();
+        }
+        let day = Duration::from_secs(86_400);
+        for b in [&old, &kept] {
+            let file = std::fs::File::open(cache.dir().join(&b.digest)).unwrap();
+            file.set_modified(SystemTime::now() - 10 * day).unwrap();
+        }
+        let in_use: HashSet<String> = [kept.digest.clone()].into();
+        let removed = cache.prune(&in_use, 7 * day, SystemTime::now());
+        assert_eq!(removed, vec![old.digest.clone()]);
+        assert!(!cache.dir().join(&old.digest).exists());
+        assert!(cache.dir().join(&kept.digest).exists(), "in use");
+        assert!(
+            cache.dir().join(&fresh.digest).exists(),
+            "used within the TTL"
+        );
+
+        // A use renews the time; a pruned binary is fetched again when needed.
+        let file = std::fs::File::open(cache.dir().join(&fresh.digest)).unwrap();
+        file.set_modified(SystemTime::now() - 10 * day).unwrap();
+        cache.get(&fresh).await.unwrap();
+        assert!(
+            cache
+                .prune(&HashSet::new(), 7 * day, SystemTime::now())
+                .len()
+                == 1
+        );
+        assert!(
+            cache.dir().join(&fresh.digest).exists(),
+            "renewed by its use"
+        );
+        let fetches = cache.fetch_count();
+        let again = cache.get(&old).await.unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), b"old");
+        assert_eq!(cache.fetch_count(), fetches + 1);
         env.shutdown().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -65,7 +65,8 @@ pub const CLEANUP_ENABLED: ConfigEntry<bool> = ConfigEntry::new(
     "ember.worker.cleanup.enabled",
     Some("true"),
     "Periodically delete application directories of the work dir that no running executor or \
-     driver uses and that hold no file newer than ember.worker.cleanup.appDataTtl.",
+     driver uses and that hold no file newer than ember.worker.cleanup.appDataTtl, and cached \
+     application binaries that none uses and none used within that TTL.",
 );
 /// `ember.worker.cleanup.interval`.
 pub const CLEANUP_INTERVAL: ConfigEntry<Duration> = ConfigEntry::duration(
@@ -79,7 +80,8 @@ pub const CLEANUP_APP_DATA_TTL: ConfigEntry<Duration> = ConfigEntry::duration(
     "ember.worker.cleanup.appDataTtl",
     Some("7d"),
     TimeUnit::Seconds,
-    "An application directory is kept while it holds a file modified more recently than this.",
+    "An application directory is kept while it holds a file modified more recently than this; a \
+     cached application binary while it was used more recently than this.",
 );
 /// `ember.worker.initialRegistrationRetries`.
 pub const INITIAL_REGISTRATION_RETRIES: ConfigEntry<u32> = ConfigEntry::new(

@@ -296,15 +296,27 @@ impl WorkerEndpoint {
             .chain(self.drivers.keys().map(ToString::to_string))
             .collect();
         in_use.insert(CACHE_DIR_NAME.to_owned());
+        let binaries_in_use: HashSet<String> = self
+            .executors
+            .values()
+            .map(|e| &e.app_desc.command.binary.digest)
+            .chain(self.drivers.values().map(|d| &d.desc.command.binary.digest))
+            .map(|digest| digest.to_ascii_lowercase())
+            .collect();
         let work_dir = self.config.work_dir.clone();
+        let cache = self.runner_ctx.as_ref().map(|r| r.cache.clone());
         ctx.spawn(async move {
             let _ = tokio::task::spawn_blocking(move || {
+                let now = std::time::SystemTime::now();
                 crate::worker::cleanup::clean_work_dir(
                     &work_dir,
                     &in_use,
                     cleanup.app_data_ttl,
-                    std::time::SystemTime::now(),
-                )
+                    now,
+                );
+                if let Some(cache) = cache {
+                    cache.prune(&binaries_in_use, cleanup.app_data_ttl, now);
+                }
             })
             .await;
         });
