@@ -226,7 +226,15 @@ impl Master {
         Ok(slot)
     }
 
-    /// `Heartbeat` from the worker endpoint at `sender`.
+    /// `Heartbeat` from the worker endpoint at `sender`: a live worker's heartbeat is refreshed;
+    /// any other worker is asked to register again, at the address it heartbeats from.
+    ///
+    /// Spark sends `ReconnectWorker` only while a DEAD entry with the id is still listed and
+    /// ignores an id it does not list at all. Ember answers both: a worker that was silent for
+    /// longer than `(ember.dead.worker.persistence + 1) × ember.worker.timeout` (stopped,
+    /// partitioned) still believes it is registered, and would otherwise heartbeat into the void
+    /// forever. A heartbeat from a worker that never registered gets the same answer; the
+    /// registration that follows goes through every rule of `RegisterWorker`.
     pub fn heartbeat(
         &mut self,
         worker_id: &WorkerId,
@@ -238,17 +246,20 @@ impl Master {
             if let Some(w) = self.workers.get_mut(&slot) {
                 w.last_heartbeat_ms = now;
             }
-        } else if self.workers.values().any(|w| &w.id == worker_id) {
-            warn!(%worker_id, "heartbeat from a worker marked DEAD; asking it to register again");
-            let url = self.master_url();
-            self.send_worker_at(
-                worker_id,
-                sender,
-                ToWorker::Message(MasterToWorkerPlain::ReconnectWorker { master_url: url }),
-            );
-        } else {
-            warn!(%worker_id, "heartbeat from a worker that never registered; ignoring it");
+            return self.finish();
         }
+        if self.workers.values().any(|w| &w.id == worker_id) {
+            warn!(%worker_id, %sender, "heartbeat from a worker marked DEAD; asking it to re-register");
+        } else {
+            warn!(%worker_id, %sender,
+                "got heartbeat from unregistered worker; asking it to re-register");
+        }
+        let url = self.master_url();
+        self.send_worker_at(
+            worker_id,
+            sender,
+            ToWorker::Message(MasterToWorkerPlain::ReconnectWorker { master_url: url }),
+        );
         self.finish()
     }
 
