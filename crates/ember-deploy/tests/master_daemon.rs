@@ -371,49 +371,6 @@ async fn bad_input_does_not_disturb_the_master() {
 }
 
 #[tokio::test]
-async fn nothing_is_acknowledged_before_it_is_persisted() {
-    let store = master::persistence::MemoryPersistenceEngine::new();
-    let conf = conf(&[]);
-    let config = MasterConfig::from_conf(&conf).unwrap();
-    let m = master::start_with_persistence(config, conf, Arc::new(store.clone()))
-        .await
-        .unwrap();
-    wait_ready(&m).await;
-    store.refuse_writes(true);
-    let w = Worker::start("worker-p", m.rpc_address(), true).await;
-    w.register(2, 1024);
-    // The master handled the registration (it lists the worker) but did not acknowledge it.
-    eventually("the registration handled", || async {
-        !state(&m).await.workers.is_empty()
-    })
-    .await;
-    assert_eq!(
-        w.registered(),
-        0,
-        "not acknowledged: the record could not be written"
-    );
-    assert!(store.names().is_empty());
-    // The worker retries once the store works again: the master knows it (a duplicate),
-    // persists it again, then acknowledges.
-    store.refuse_writes(false);
-    w.register(2, 1024);
-    eventually("RegisteredWorker", || async { w.registered() == 1 }).await;
-    assert_eq!(store.names(), ["worker_worker-p"]);
-    assert_eq!(
-        w.inbox.count(|m| matches!(
-            m,
-            MasterToWorker::RegisteredWorker {
-                duplicate: true,
-                ..
-            }
-        )),
-        1
-    );
-    w.env.shutdown().await;
-    m.shutdown().await;
-}
-
-#[tokio::test]
 async fn the_ui_escapes_text_and_kills_applications() {
     let m = start_master(&[]).await;
     wait_ready(&m).await;
