@@ -137,6 +137,33 @@ pub fn format_time_ms(unix_millis: u64) -> String {
     format!("{y:04}/{mo:02}/{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
+/// The object keys of a JSON document, in the order the text has them (nested objects included,
+/// depth first): what a test compares to see fields written in Spark's order, which a parsed
+/// `serde_json::Value` forgets.
+#[cfg(test)]
+pub(crate) fn json_keys_in_order(text: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut string = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => string.extend(chars.next()),
+                '"' => break,
+                c => string.push(c),
+            }
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek() == Some(&':') {
+            keys.push(string);
+        }
+    }
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +178,12 @@ mod tests {
         assert_eq!(format_mb(4096), "4.0 GiB");
         assert_eq!(format_duration_ms(90_000), "1.5 min");
         assert_eq!(format_time_ms(1_795_263_707_520), "2026/11/21 12:21:47");
+    }
+
+    #[test]
+    fn json_keys_come_in_text_order() {
+        let text = r#"{ "b" : 1, "a": {"z":"x:\"y\"", "y" : [ {"k": ":"} ]}, "c" :"" }"#;
+        assert_eq!(json_keys_in_order(text), ["b", "a", "z", "y", "k", "c"]);
     }
 
     #[test]
