@@ -364,6 +364,11 @@ fn rpc_address(url: &str) -> RpcAddress {
 }
 
 // Spark parity: Master.handleRegisterWorker; Ember refuses a live id from another address.
+//
+// The claimant is an RpcEnv of the test rather than a second `ember worker` process: a worker's
+// id is `worker-<start time>-<host>-<RPC port>` and neither the command line nor the
+// configuration can set it, so two worker processes cannot claim one id (the second could not
+// bind the first one's host and port).
 #[test]
 fn a_second_worker_claiming_a_live_id_is_refused() {
     let dir = TempDir::new("duplicate");
