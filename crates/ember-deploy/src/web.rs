@@ -71,6 +71,29 @@ pub fn page(title: &str, body: &str) -> Html<String> {
     ))
 }
 
+/// Whether `url` is an absolute `http://` or `https://` URL (scheme in any case, a host after
+/// it, no whitespace or control characters).
+pub fn is_http_url(url: &str) -> bool {
+    let rest = ["http://", "https://"].iter().find_map(|scheme| {
+        url.get(..scheme.len())
+            .filter(|head| head.eq_ignore_ascii_case(scheme))
+            .map(|_| &url[scheme.len()..])
+    });
+    rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A link to `href` showing `text`, both escaped, when `href` is an [`is_http_url`]; else `text`
+/// alone. For URLs that peers supply (a worker's web UI, an application's UI): a `javascript:`
+/// or `data:` URL in a link would run in the web UI's origin when clicked.
+pub fn external_link(href: &str, text: &str) -> String {
+    if is_http_url(href) {
+        format!("<a href=\"{}\">{}</a>", escape(href), escape(text))
+    } else {
+        escape(text)
+    }
+}
+
 /// An HTML table; cells are already HTML (escape text with [`escape`]).
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::from("<table><thead><tr>");
@@ -114,6 +137,33 @@ pub fn format_time_ms(unix_millis: u64) -> String {
     format!("{y:04}/{mo:02}/{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
+/// The object keys of a JSON document, in the order the text has them (nested objects included,
+/// depth first): what a test compares to see fields written in Spark's order, which a parsed
+/// `serde_json::Value` forgets.
+#[cfg(test)]
+pub(crate) fn json_keys_in_order(text: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut string = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => string.extend(chars.next()),
+                '"' => break,
+                c => string.push(c),
+            }
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek() == Some(&':') {
+            keys.push(string);
+        }
+    }
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +178,43 @@ mod tests {
         assert_eq!(format_mb(4096), "4.0 GiB");
         assert_eq!(format_duration_ms(90_000), "1.5 min");
         assert_eq!(format_time_ms(1_795_263_707_520), "2026/11/21 12:21:47");
+    }
+
+    #[test]
+    fn json_keys_come_in_text_order() {
+        let text = r#"{ "b" : 1, "a": {"z":"x:\"y\"", "y" : [ {"k": ":"} ]}, "c" :"" }"#;
+        assert_eq!(json_keys_in_order(text), ["b", "a", "z", "y", "k", "c"]);
+    }
+
+    #[test]
+    fn only_http_urls_become_links() {
+        for url in [
+            "http://10.0.0.1:8081",
+            "https://w1.example.com/ui",
+            "HTTP://W1:8081",
+        ] {
+            assert!(is_http_url(url), "{url}");
+        }
+        for url in [
+            "",
+            "javascript:alert(1)",
+            "JavaScript://%0aalert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "//evil.example.com",
+            "/relative",
+            "http://",
+            "http:///path",
+            "ftp://w1",
+            "http://w1:8081 onmouseover=x",
+            "http://w1\n",
+            " http://w1",
+        ] {
+            assert!(!is_http_url(url), "{url:?}");
+        }
+        assert_eq!(
+            external_link("http://w1:8081/?a=1&b=\"2\"", "w<1>"),
+            "<a href=\"http://w1:8081/?a=1&amp;b=&quot;2&quot;\">w&lt;1&gt;</a>"
+        );
+        assert_eq!(external_link("javascript:alert(1)", "w<1>"), "w&lt;1&gt;");
     }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use support::{Master, Proc, Signal, TempDir, Worker};
@@ -295,16 +296,27 @@ fn environment_is_honoured_and_flags_override_it() {
     ));
     assert_eq!(master.url, format!("ember://127.0.0.1:{port}"));
 
-    // `-p` beats EMBER_MASTER_PORT (which points at a port in use here).
+    // `-h`, `-p` and `--webui-port` beat EMBER_MASTER_HOST, EMBER_MASTER_PORT and
+    // EMBER_MASTER_WEBUI_PORT (a host that does not resolve, a port in use).
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port().to_string();
     let other = Master::attach(Proc::ember(
         "master-flag",
         dir.path(),
         MASTER,
-        &[("EMBER_MASTER_PORT", &taken_port)],
+        &[
+            ("EMBER_MASTER_HOST", "no-such-host.invalid"),
+            ("EMBER_MASTER_PORT", &taken_port),
+            ("EMBER_MASTER_WEBUI_PORT", &taken_port),
+        ],
     ));
+    assert!(other.url.starts_with("ember://127.0.0.1:"), "{}", other.url);
     assert_ne!(other.port().to_string(), taken_port);
+    assert!(
+        !other.web_ui.ends_with(&format!(":{taken_port}")),
+        "{}",
+        other.web_ui
+    );
 
     // EMBER_WORKER_CORES and EMBER_WORKER_MEMORY, and `-c` over EMBER_WORKER_CORES.
     let env = [("EMBER_WORKER_CORES", "3"), ("EMBER_WORKER_MEMORY", "640m")];
@@ -357,4 +369,155 @@ fn environment_is_honoured_and_flags_override_it() {
         (Some(4), Some(800))
     );
     drop(taken);
+}
+
+#[test]
+fn master_host_and_web_ui_port_come_from_the_environment() {
+    let dir = TempDir::new("master-host-env");
+    let ui_port = support::free_port().to_string();
+    // No -h and no --webui-port: without the variables the master would advertise this host's
+    // name and serve its UI on 8080.
+    let master = Master::attach(Proc::ember(
+        "master",
+        dir.path(),
+        &["master", "-p", "0"],
+        &[
+            ("EMBER_MASTER_HOST", "127.0.0.1"),
+            ("EMBER_MASTER_WEBUI_PORT", &ui_port),
+        ],
+    ));
+    assert!(
+        master.url.starts_with("ember://127.0.0.1:"),
+        "{}",
+        master.url
+    );
+    assert_eq!(master.web_ui, format!("http://127.0.0.1:{ui_port}"));
+    let json = master.json();
+    assert_eq!(json["url"], master.url.as_str());
+    assert_eq!(json["status"], "ALIVE");
+}
+
+/// `ember worker <master> -h 127.0.0.1 -p 0 --webui-port 0 -c 1 <extra>`: no work dir and no
+/// memory unless `extra` gives them.
+fn bare_worker(master: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "worker",
+        master,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--webui-port",
+        "0",
+        "-c",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// The work dir a worker logged in its settings line.
+fn logged_work_dir(worker: &Worker) -> PathBuf {
+    let log = worker.proc.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("worker settings"))
+        .unwrap_or_else(|| panic!("no settings line:\n{log}"));
+    PathBuf::from(support::log_field(line, "work_dir").expect("work_dir= in the settings line"))
+}
+
+#[test]
+fn work_dir_comes_from_the_long_flag_or_ember_worker_dir() {
+    let dir = TempDir::new("work-dir");
+    let master = Master::start(&dir, "master", &[]);
+    let from_flag = dir.join("from-flag");
+    let flag = Worker::attach(Proc::ember(
+        "worker-flag",
+        dir.path(),
+        &strs(&bare_worker(
+            &master.url,
+            &["-m", "512m", "--work-dir", from_flag.to_str().unwrap()],
+        )),
+        &[],
+    ))
+    .registered();
+    assert_eq!(logged_work_dir(&flag), from_flag);
+    assert!(from_flag.is_dir(), "the worker creates its work dir");
+
+    let from_env = dir.join("from-env");
+    let env = Worker::attach(Proc::ember(
+        "worker-env",
+        dir.path(),
+        &strs(&bare_worker(&master.url, &["-m", "512m"])),
+        &[("EMBER_WORKER_DIR", from_env.to_str().unwrap())],
+    ))
+    .registered();
+    assert_eq!(logged_work_dir(&env), from_env);
+    assert!(from_env.is_dir());
+
+    // The flag beats the variable.
+    let beaten = dir.join("beaten");
+    let both = Worker::attach(Proc::ember(
+        "worker-both",
+        dir.path(),
+        &strs(&bare_worker(
+            &master.url,
+            &["-m", "512m", "--work-dir", from_flag.to_str().unwrap()],
+        )),
+        &[("EMBER_WORKER_DIR", beaten.to_str().unwrap())],
+    ))
+    .registered();
+    assert_eq!(logged_work_dir(&both), from_flag);
+    assert!(!beaten.exists());
+
+    // Neither: ./work in the directory it was started in.
+    let neither = Worker::attach(Proc::ember(
+        "worker-default",
+        dir.path(),
+        &strs(&bare_worker(&master.url, &["-m", "512m"])),
+        &[],
+    ))
+    .registered();
+    assert_eq!(
+        logged_work_dir(&neither).canonicalize().unwrap(),
+        dir.join("work").canonicalize().unwrap()
+    );
+    assert!(dir.join("work").is_dir());
+}
+
+/// Spark's default worker memory from `/proc/meminfo`: total RAM minus 1 GiB, at least 1 GiB,
+/// in MiB.
+fn default_worker_memory_mb() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal in /proc/meminfo:\n{meminfo}"));
+    (total_kib / 1024).saturating_sub(1024).max(1024)
+}
+
+#[test]
+fn worker_memory_defaults_to_total_ram_minus_one_gib() {
+    let dir = TempDir::new("memory-default");
+    let master = Master::start(&dir, "master", &[]);
+    let work = dir.join("work");
+    let worker = Worker::attach(Proc::ember(
+        "worker",
+        dir.path(),
+        &strs(&bare_worker(
+            &master.url,
+            &["--work-dir", work.to_str().unwrap()],
+        )),
+        &[],
+    ))
+    .registered();
+    let expected = default_worker_memory_mb();
+    assert_eq!(worker.json()["memory"].as_u64(), Some(expected));
+    let json = master.json();
+    assert_eq!(json["workers"][0]["memory"].as_u64(), Some(expected));
 }

@@ -2,8 +2,9 @@
 //! `localhost` line of `conf/workers`, `EMBER_WORKER_INSTANCES` workers; `ember-daemon.sh` keeps
 //! pid files, refuses a second start, reports status and rotates logs; `stop-all.sh` stops it all.
 //!
-//! Everything lives in a temp dir (conf, pids, logs, work) and on 127.0.0.1. An `ssh` that fails
-//! is put first on `PATH`: local hosts must be run directly. A guard runs `stop-all.sh` and then
+//! Everything lives in a temp dir (conf, pids, logs, work) and on 127.0.0.1. A fake `ssh` that
+//! records its arguments (and runs nothing) is put first on `PATH`: local hosts must be run
+//! directly, other hosts get the right command over ssh. A guard runs `stop-all.sh` and then
 //! SIGKILLs every pid the scripts recorded, whatever happened.
 
 mod support;
@@ -44,17 +45,20 @@ struct ScriptCluster {
 }
 
 impl ScriptCluster {
-    fn new() -> ScriptCluster {
+    /// A cluster whose `conf/workers` is `workers`.
+    fn new(workers: &str) -> ScriptCluster {
         let dir = TempDir::new("sbin");
-        for sub in ["conf", "pids", "logs", "work", "bin"] {
+        for sub in ["conf", "pids", "logs", "work", "bin", "ssh-calls"] {
             std::fs::create_dir(dir.join(sub)).unwrap();
         }
-        std::fs::write(dir.join("conf/workers"), "# the test machine\nlocalhost\n").unwrap();
+        std::fs::write(dir.join("conf/workers"), workers).unwrap();
+        // Each call writes its arguments, one per line, to a file of its own (calls run in
+        // parallel).
         let fake_ssh = dir.join("bin/ssh");
         std::fs::write(
             &fake_ssh,
             format!(
-                "#!/bin/sh\necho \"ssh $*\" >> '{}'\necho 'ssh must not be used' >&2\nexit 255\n",
+                "#!/bin/sh\nfor arg in \"$@\"; do printf '%s\\n' \"$arg\"; done > '{}/'$$\n",
                 dir.join("ssh-calls").display()
             ),
         )
@@ -168,6 +172,23 @@ impl ScriptCluster {
             .code()
     }
 
+    /// The arguments of every `ssh` call so far, sorted.
+    fn ssh_calls(&self) -> Vec<Vec<String>> {
+        let mut calls: Vec<Vec<String>> = std::fs::read_dir(self.dir.join("ssh-calls"))
+            .unwrap()
+            .flatten()
+            .map(|entry| {
+                std::fs::read_to_string(entry.path())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect();
+        calls.sort();
+        calls
+    }
+
     fn master_json(&self) -> Option<serde_json::Value> {
         let response = support::http_get(&format!("{}/json/", self.master_web_ui)).ok()?;
         serde_json::from_str(&response.body).ok()
@@ -212,7 +233,7 @@ fn describe(output: &Output) -> String {
 // "running as process" refusal, log rotation).
 #[test]
 fn start_all_and_stop_all_run_a_local_cluster() {
-    let mut cluster = ScriptCluster::new();
+    let mut cluster = ScriptCluster::new("# the test machine\nlocalhost\n");
 
     let started = cluster.ok("start-all.sh", &[]);
     assert!(started.contains("starting master"), "{started}");
@@ -363,9 +384,76 @@ fn start_all_and_stop_all_run_a_local_cluster() {
     assert!(!cluster.pid_file("master", 1).exists(), "{text}");
     drop(taken);
 
+    assert_eq!(
+        cluster.ssh_calls(),
+        Vec::<Vec<String>>::new(),
+        "ssh was used for localhost"
+    );
+}
+
+// Spark parity: sbin/workers.sh, start-workers.sh, stop-workers.sh.
+#[test]
+fn start_and_stop_workers_ssh_to_other_hosts_only() {
+    let mut cluster = ScriptCluster::new(
+        "localhost\n# a comment\nworker-a.example  # trailing comment\n\n  worker-b.example\n",
+    );
+    let one = [("EMBER_WORKER_INSTANCES", "1")];
+    let started = cluster.run("start-workers.sh", &[], &one);
+    assert!(started.status.success(), "{}", describe(&started));
+    // localhost runs start-worker.sh itself: its worker is up (registering with no master).
+    assert_eq!(cluster.status("worker", "1"), Some(0));
+    let home = repo_root();
+    let sbin = home.join("sbin");
+    let remote = |host: &str, command: String| {
+        vec![
+            "-o".to_owned(),
+            "StrictHostKeyChecking=no".to_owned(),
+            host.to_owned(),
+            command,
+        ]
+    };
+    // ssh joins its command arguments with spaces for the remote shell, so the call is exactly
+    // what start-workers.sh asks workers.sh to run on each host.
+    let start = format!(
+        "cd {} ; {}/start-worker.sh ember://127.0.0.1:{}",
+        home.display(),
+        sbin.display(),
+        cluster.env("EMBER_MASTER_PORT")
+    );
+    let joined = |calls: Vec<Vec<String>>| -> Vec<Vec<String>> {
+        calls
+            .into_iter()
+            .map(|call| {
+                let (options, command) = call.split_at(3.min(call.len()));
+                let mut joined = options.to_vec();
+                joined.push(command.join(" "));
+                joined
+            })
+            .collect()
+    };
+    assert_eq!(
+        joined(cluster.ssh_calls()),
+        [
+            remote("worker-a.example", start.clone()),
+            remote("worker-b.example", start.clone())
+        ]
+    );
+    let text = describe(&started);
+    assert!(!text.contains("localhost: ssh"), "{text}");
+
+    let stopped = cluster.run("stop-workers.sh", &[], &one);
+    let text = describe(&stopped);
+    assert!(stopped.status.success(), "{text}");
+    assert!(text.contains("localhost: stopping worker"), "{text}");
+    assert_eq!(cluster.status("worker", "1"), Some(2));
+    let stop = format!("cd {} ; {}/stop-worker.sh", home.display(), sbin.display());
+    let calls = joined(cluster.ssh_calls());
+    for host in ["worker-a.example", "worker-b.example"] {
+        assert!(calls.contains(&remote(host, stop.clone())), "{calls:?}");
+    }
+    assert_eq!(calls.len(), 4, "{calls:?}");
     assert!(
-        !cluster.dir.join("ssh-calls").exists(),
-        "ssh was used for localhost: {}",
-        std::fs::read_to_string(cluster.dir.join("ssh-calls")).unwrap_or_default()
+        calls.iter().all(|c| c[2] != "localhost"),
+        "localhost went through ssh: {calls:?}"
     );
 }

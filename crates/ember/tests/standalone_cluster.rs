@@ -201,7 +201,19 @@ fn workers_register_and_both_web_uis_show_them() {
     }
 }
 
-// Spark parity: Master.onDisconnected / timeOutDeadWorkers.
+/// The master's log line removing worker `id` (`removing worker worker_id=… reason=…`).
+fn removal_line(master: &Master, id: &str) -> String {
+    let log = master.proc.log();
+    let needle = format!("worker_id={id}");
+    log.lines()
+        .find(|l| l.contains("removing worker") && l.contains(&needle))
+        .unwrap_or_else(|| panic!("the master did not log removing {id}:\n{log}"))
+        .to_owned()
+}
+
+// Spark parity: Master.onDisconnected. A SIGKILLed worker's connection closes at once, so the
+// master removes it for the disconnect, well before ember.worker.timeout could expire; the
+// timeout path is what `stopped_worker_times_out_and_comes_back_after_sigcont` exercises.
 #[test]
 fn killed_worker_is_dead() {
     let dir = TempDir::new("sigkill");
@@ -213,9 +225,11 @@ fn killed_worker_is_dead() {
     worker.proc.wait_exit();
     master.await_worker_state(&worker.id, "DEAD", DEAD_WITHIN);
     assert_eq!(master.json()["aliveworkers"], 0);
+    let line = removal_line(&master, &worker.id);
+    assert!(line.contains("got disassociated"), "{line}");
 }
 
-// Spark parity: Master.timeOutDeadWorkers, then the Heartbeat of an unknown worker answered with
+// Spark parity: Master.timeOutDeadWorkers, then the Heartbeat of a DEAD worker answered with
 // ReconnectWorker, and Worker.reregisterWithMaster.
 #[test]
 fn stopped_worker_times_out_and_comes_back_after_sigcont() {
@@ -223,16 +237,28 @@ fn stopped_worker_times_out_and_comes_back_after_sigcont() {
     let master = Master::start(&dir, "master", &["--conf", TIMEOUT]);
     let mut worker = Worker::start(&dir, "worker", &master.url, &["--conf", TIMEOUT]).registered();
     let pid = worker.proc.pid();
+    master.await_worker_state(&worker.id, "ALIVE", DEADLINE);
 
-    // Stopped, the worker keeps its connection open but sends no heartbeat.
+    // Stopped, the worker keeps its connection open but sends no heartbeat: nothing tells the
+    // master it is gone, so it stays ALIVE until the timeout expires.
     let stopped_at = std::time::Instant::now();
     worker.proc.signal(Signal::SIGSTOP);
+    assert_eq!(
+        master.worker_state(&worker.id).as_deref(),
+        Some("ALIVE"),
+        "a stopped worker is ALIVE until ember.worker.timeout expires"
+    );
     master.await_worker_state(&worker.id, "DEAD", DEAD_WITHIN);
     // The last heartbeat came at most timeout/4 before the stop: DEAD no sooner than 1.5 s.
     let silent = stopped_at.elapsed();
     assert!(
         silent >= Duration::from_millis(1400),
         "DEAD after {silent:?}, before ember.worker.timeout could expire"
+    );
+    let line = removal_line(&master, &worker.id);
+    assert!(
+        line.contains("Not receiving heartbeat for 2 seconds"),
+        "DEAD through the timeout, not a disconnect: {line}"
     );
     assert!(
         worker.proc.is_running(),
@@ -259,6 +285,56 @@ fn stopped_worker_times_out_and_comes_back_after_sigcont() {
         1,
         "the DEAD entry is replaced: {json:#}"
     );
+}
+
+// A worker stopped for longer than its DEAD entry is kept ((ember.dead.worker.persistence + 1)
+// timeouts) is forgotten by the master; once it runs again, its heartbeats name an id the master
+// does not know, which is answered with ReconnectWorker (Spark would ignore them), and it
+// registers again.
+#[test]
+fn worker_forgotten_by_the_master_registers_again_after_sigcont() {
+    let dir = TempDir::new("forgotten");
+    let master = Master::start(
+        &dir,
+        "master",
+        &[
+            "--conf",
+            TIMEOUT,
+            "--conf",
+            "ember.dead.worker.persistence=1",
+        ],
+    );
+    let worker = Worker::start(&dir, "worker", &master.url, &["--conf", TIMEOUT]).registered();
+    master.await_worker_state(&worker.id, "ALIVE", DEADLINE);
+
+    worker.proc.signal(Signal::SIGSTOP);
+    master.await_worker_state(&worker.id, "DEAD", DEAD_WITHIN);
+    // Listed as DEAD for (1 + 1) timeouts after its last heartbeat, then dropped.
+    support::eventually(DEAD_WITHIN, "the DEAD worker to be forgotten", || {
+        master.worker_state(&worker.id).is_none().then_some(())
+    });
+    assert_eq!(master.json()["workers"], Value::Array(vec![]));
+
+    worker.proc.signal(Signal::SIGCONT);
+    master.await_worker_state(&worker.id, "ALIVE", DEADLINE);
+    let master_log = master.proc.log();
+    assert!(
+        master_log.lines().any(|l| {
+            l.contains("got heartbeat from unregistered worker") && l.contains(&worker.id)
+        }),
+        "{master_log}"
+    );
+    let log = worker.proc.log();
+    assert!(
+        log.contains("master asks this worker to register again"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("successfully registered with master").count(),
+        2,
+        "one registration at start, one after ReconnectWorker:\n{log}"
+    );
+    assert_eq!(master.json()["aliveworkers"], 1);
 }
 
 /// A stand-in worker endpoint that passes on whatever it receives.
@@ -288,6 +364,11 @@ fn rpc_address(url: &str) -> RpcAddress {
 }
 
 // Spark parity: Master.handleRegisterWorker; Ember refuses a live id from another address.
+//
+// The claimant is an RpcEnv of the test rather than a second `ember worker` process: a worker's
+// id is `worker-<start time>-<host>-<RPC port>` and neither the command line nor the
+// configuration can set it, so two worker processes cannot claim one id (the second could not
+// bind the first one's host and port).
 #[test]
 fn a_second_worker_claiming_a_live_id_is_refused() {
     let dir = TempDir::new("duplicate");

@@ -4,7 +4,10 @@
 //!
 //! The recovery rules themselves (UNKNOWN workers, `MasterChanged`, the recovery timeout) are
 //! pinned by `ember-deploy`'s state and in-process tests; this checks the files, the port reuse
-//! and the workers' reconnection across a real process crash.
+//! and that the running workers come back through `MasterChanged` →
+//! `WorkerSchedulerStateResponse` across a real process crash. Their registration retries are
+//! spaced far apart (`ember.worker.registration.initialInterval`), so the retry that follows
+//! the lost connection cannot reach the new master before its `MasterChanged` does.
 
 mod support;
 
@@ -31,7 +34,7 @@ fn master_restarted_with_filesystem_recovery_gets_its_workers_back() {
         "--conf",
         "ember.worker.timeout=2s",
         "--conf",
-        "ember.worker.registration.initialInterval=300ms",
+        "ember.worker.registration.initialInterval=60s",
     ];
     // A fixed port, so that the restarted master is found at the address the workers know.
     let port = free_port();
@@ -77,6 +80,34 @@ fn master_restarted_with_filesystem_recovery_gets_its_workers_back() {
         .find("recovery complete; ALIVE")
         .unwrap_or_else(|| panic!("the master should have finished recovering:\n{log}"));
     assert!(recovering < recovered, "{log}");
+
+    // Each worker came back by answering MasterChanged, not by registering anew.
+    for w in &workers {
+        let needle = format!("worker_id={}", w.id);
+        assert!(
+            log.lines().any(|l| {
+                l.contains("worker re-registered after the master change") && l.contains(&needle)
+            }),
+            "{} should have answered MasterChanged:\n{log}",
+            w.id
+        );
+        let worker_log = w.proc.log();
+        assert!(
+            worker_log.contains("master has changed"),
+            "{}:\n{worker_log}",
+            w.id
+        );
+        assert_eq!(
+            worker_log
+                .matches("successfully registered with master")
+                .count(),
+            1,
+            "{} registered only with the first master:\n{worker_log}",
+            w.id
+        );
+    }
+    assert!(!log.contains("registered worker worker_id="), "{log}");
+    assert!(!log.contains("duplicate registration"), "{log}");
 
     let json = restarted.json();
     assert_eq!(json["aliveworkers"], 2, "{json:#}");

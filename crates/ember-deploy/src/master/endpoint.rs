@@ -11,13 +11,17 @@
 //!   `RpcEnv::endpoint_ref(address, WORKER_ENDPOINT / APP_CLIENT_ENDPOINT)`. Refs of addresses
 //!   the master no longer knows are dropped at each worker check.
 //! * Persistence: operations run in order, off the async threads when the engine does blocking
-//!   I/O. If adding a record fails, the rest of that input's effects are dropped, so the peer is
-//!   not acknowledged and retries; a failed removal is logged and the effects go on (a stale
-//!   record only makes a successor wait for a peer that will not answer).
+//!   I/O. A registration or submission ends with [`Effect::PersistThenApply`]: the endpoint
+//!   writes the record and tells the state machine whether that worked ([`Master::persisted`]),
+//!   which then applies the change and returns what follows (the acknowledgement, the launches
+//!   of `schedule()`), or drops it, leaving the state as it was and the peer unanswered. Any
+//!   other failed write is logged and the effects go on (a stale record only makes a successor
+//!   wait for a peer that will not answer; a relaunched driver that was not stored is lost only
+//!   if this master fails too).
 //! * A message of the wrong kind (an ask of a one-way message) is refused with an error reply; a
 //!   message about unknown ids is logged by the state machine and otherwise ignored.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -349,21 +353,28 @@ impl MasterEndpoint {
         self.perform(ctx, effects).await;
     }
 
-    /// Performs `effects` in order. Returns false if an addition could not be persisted (the
-    /// rest was then dropped).
+    /// Performs `effects` in order. Returns false if a change awaiting persistence could not be
+    /// stored (and was therefore dropped).
     async fn perform(&mut self, ctx: &Ctx, effects: Vec<Effect>) -> bool {
-        let mut effects = effects.into_iter().peekable();
-        while let Some(effect) = effects.next() {
+        let mut effects: VecDeque<Effect> = effects.into();
+        let mut applied = true;
+        while let Some(effect) = effects.pop_front() {
             match effect {
                 Effect::Persist(op) => {
                     let mut ops = vec![op];
-                    while let Some(Effect::Persist(_)) = effects.peek() {
-                        if let Some(Effect::Persist(op)) = effects.next() {
+                    while let Some(Effect::Persist(_)) = effects.front() {
+                        if let Some(Effect::Persist(op)) = effects.pop_front() {
                             ops.push(op);
                         }
                     }
-                    if !self.persist(ops).await {
-                        return false;
+                    self.persist(ops).await;
+                }
+                Effect::PersistThenApply(op) => {
+                    let stored = self.persist(vec![op]).await;
+                    applied &= stored;
+                    let then = self.state.persisted(stored, now_millis());
+                    for effect in then.into_iter().rev() {
+                        effects.push_front(effect);
                     }
                 }
                 Effect::ToWorker {
@@ -396,26 +407,19 @@ impl MasterEndpoint {
                     error!(%reason, "master stopping");
                     self.stop.fail(DeployError::LeadershipRevoked);
                     ctx.stop_self();
-                    return true;
+                    return applied;
                 }
             }
         }
-        true
+        applied
     }
 
-    /// Applies persistence operations in order; false if an addition failed.
+    /// Applies persistence operations in order, each failure logged; true if all succeeded.
     async fn persist(&mut self, ops: Vec<PersistOp>) -> bool {
         let apply = move |engine: &dyn PersistenceEngine| {
-            let mut failures: Vec<(bool, PersistenceError)> = Vec::new();
-            for op in &ops {
-                if let Err(e) = engine.apply(op) {
-                    failures.push((op.is_add(), e));
-                    if op.is_add() {
-                        break;
-                    }
-                }
-            }
-            failures
+            ops.iter()
+                .filter_map(|op| engine.apply(op).err().map(|e| (op.is_add(), e)))
+                .collect::<Vec<_>>()
         };
         let failures = match with_engine(&self.persistence, apply).await {
             Ok(failures) => failures,
@@ -424,16 +428,14 @@ impl MasterEndpoint {
                 return false;
             }
         };
-        let mut ok = true;
-        for (is_add, e) in failures {
-            if is_add {
-                error!(error = %e, "could not persist; the change is not acknowledged");
-                ok = false;
+        for (is_add, e) in &failures {
+            if *is_add {
+                error!(error = %e, "could not persist a recovery record");
             } else {
                 warn!(error = %e, "could not remove a recovery record");
             }
         }
-        ok
+        failures.is_empty()
     }
 
     /// What `msg` is on the wire (the ones carrying this master's ref are built here).

@@ -12,6 +12,7 @@
 //! | [`scheduling`] | executor and driver placement, pure | `scheduleExecutorsOnWorkers`, … |
 //! | [`persistence`] | recovery records and engines | `PersistenceEngine` & co |
 //! | [`leader_election`] | who leads | `LeaderElectionAgent` & co |
+//! | [`recovery_mode`] | both of them for `ember.deploy.recoveryMode` | `StandaloneRecoveryModeFactory` |
 //! | `endpoint` | the RPC endpoint performing the effects | `Master` I/O |
 //! | [`ui`] | HTML and JSON | `MasterWebUI`, `JsonProtocol` |
 //!
@@ -24,6 +25,7 @@ mod endpoint;
 pub mod info;
 pub mod leader_election;
 pub mod persistence;
+pub mod recovery_mode;
 pub mod scheduling;
 pub mod state;
 pub mod ui;
@@ -39,8 +41,9 @@ use ember_rpc::{EmberConf, EndpointRef, RpcAddress, RpcEnv, RpcEnvConfig};
 
 pub use config::{MasterConfig, RecoveryConfig};
 use endpoint::{MasterEndpoint, StopSignal};
-use leader_election::{LeaderElectionAgent, MasterCandidate, MonarchyLeaderAgent};
-use persistence::{BlackHolePersistenceEngine, FileSystemPersistenceEngine, PersistenceEngine};
+use leader_election::{LeaderElectionAgent, MasterCandidate};
+use persistence::PersistenceEngine;
+use recovery_mode::{EngineRecoveryFactory, RecoveryModeFactory};
 use state::{Master, MasterIdentity};
 
 use crate::error::DeployError;
@@ -59,34 +62,34 @@ pub struct MasterHandle {
     stop: StopSignal,
 }
 
-/// Opens the persistence engine `ember.deploy.recoveryMode` names.
-fn open_persistence(config: &MasterConfig) -> Result<Arc<dyn PersistenceEngine>, DeployError> {
-    Ok(match &config.recovery {
-        RecoveryConfig::None => Arc::new(BlackHolePersistenceEngine),
-        RecoveryConfig::FileSystem { directory } => {
-            info!(directory = %directory.display(), "FILESYSTEM recovery");
-            Arc::new(FileSystemPersistenceEngine::open(directory)?)
-        }
-    })
-}
-
-/// Starts a master with the engine of `config.recovery`: RPC endpoint, web UI, leader election.
-/// Returns once it accepts connections (it leads right after, asynchronously).
+/// Starts a master with the persistence engine and leader election of `config.recovery`: RPC
+/// endpoint, web UI, leader election. Returns once it accepts connections (it leads right
+/// after, asynchronously).
 pub async fn start(
     config: MasterConfig,
     conf: Arc<EmberConf>,
 ) -> Result<MasterHandle, DeployError> {
-    let persistence = open_persistence(&config)?;
-    start_with_persistence(config, conf, persistence).await
+    let factory = recovery_mode::factory(&config.recovery);
+    start_with_recovery(config, conf, &*factory).await
 }
 
-/// [`start`] with a given persistence engine (tests use
+/// [`start`] with a given persistence engine and a single master leading (tests use
 /// [`MemoryPersistenceEngine`](persistence::MemoryPersistenceEngine)).
 pub async fn start_with_persistence(
     config: MasterConfig,
     conf: Arc<EmberConf>,
     persistence: Arc<dyn PersistenceEngine>,
 ) -> Result<MasterHandle, DeployError> {
+    start_with_recovery(config, conf, &EngineRecoveryFactory::new(persistence)).await
+}
+
+/// [`start`] with the persistence engine and leader election agent `recovery` makes.
+pub async fn start_with_recovery(
+    config: MasterConfig,
+    conf: Arc<EmberConf>,
+    recovery: &dyn RecoveryModeFactory,
+) -> Result<MasterHandle, DeployError> {
+    let persistence = recovery.create_persistence_engine()?;
     let began = Instant::now();
     let rpc_config =
         RpcEnvConfig::from_conf("ember-master", config.host.clone(), config.port, &conf)?;
@@ -124,9 +127,16 @@ pub async fn start_with_persistence(
     };
     let ui_shutdown = CancellationToken::new();
     let ui_task = web::serve(listener, ui::router(master.clone()), ui_shutdown.clone());
-    let leader = Box::new(MonarchyLeaderAgent::start(Arc::new(MasterCandidate::new(
-        master.clone(),
-    ))));
+    let candidate = Arc::new(MasterCandidate::new(master.clone()));
+    let leader = match recovery.create_leader_election_agent(candidate) {
+        Ok(leader) => leader,
+        Err(e) => {
+            ui_shutdown.cancel();
+            let _ = ui_task.await;
+            env.shutdown().await;
+            return Err(e);
+        }
+    };
     info!(url = %env.address().to_ember_url(), web_ui = %web_ui_url,
         startup_ms = began.elapsed().as_secs_f64() * 1000.0, "master listening");
     Ok(MasterHandle {

@@ -6,9 +6,9 @@
 //! `read`); the typed operations ([`PersistOp`]) and the record format ([`record`]) are shared,
 //! so a new engine (ZooKeeper) implements three methods and the state machine does not change.
 //!
-//! The state machine decides *what* to persist (it emits [`PersistOp`]s in its effects, before
-//! the messages that acknowledge them); the endpoint applies them through the engine chosen by
-//! `ember.deploy.recoveryMode`.
+//! The state machine decides *what* to persist (it emits [`PersistOp`]s in its effects; what it
+//! acknowledges, it applies only once stored); the endpoint applies them through the engine
+//! chosen by `ember.deploy.recoveryMode`.
 
 mod filesystem;
 pub mod record;
@@ -103,7 +103,7 @@ pub enum PersistOp {
 }
 
 impl PersistOp {
-    /// Whether the operation adds state (its failure must hold back the acknowledgement).
+    /// Whether the operation adds state (a successor would miss it if it failed).
     pub fn is_add(&self) -> bool {
         matches!(
             self,

@@ -34,9 +34,15 @@ impl Master {
     /// `RegisterApplication` from the driver at `driver_address`. A standby ignores it (the
     /// driver tries the other masters).
     ///
+    /// A new application is registered, answered and scheduled only once its record is stored
+    /// (see [`super`]); if the write fails, nothing changes and the driver is not answered (its
+    /// app client retries).
+    ///
     /// A driver address that already has an application gets that application's id again
-    /// (its `RegisteredApplication` was lost or is late; the app client retries). Spark ignores
-    /// the second registration but still acknowledges a fresh id it never recorded.
+    /// (its `RegisteredApplication` was lost or is late; the app client retries). That
+    /// application's record is stored already: it was written before its first
+    /// `RegisteredApplication`, or recovery read it. Spark ignores the second registration but
+    /// still acknowledges a fresh id it never recorded.
     pub fn register_application(
         &mut self,
         desc: ApplicationDescription,
@@ -60,13 +66,21 @@ impl Master {
             driver_address,
             self.config.default_cores,
         );
-        info!(app_id = %id, name = %app.desc.name, "registered application");
-        let record = app.record();
+        self.persist_then_apply(
+            PersistOp::AddApplication(app.record()),
+            super::Pending::NewApp(Box::new(app)),
+        );
+        self.finish()
+    }
+
+    /// Applies a registration whose record is stored: the application is listed, told its id,
+    /// and `schedule()` gives it executors.
+    pub(super) fn accept_application(&mut self, app: ApplicationInfo) {
+        info!(app_id = %app.id, name = %app.desc.name, "registered application");
+        let id = app.id.clone();
         self.insert_application(app);
-        self.persist(PersistOp::AddApplication(record));
         self.send_app(&id, ToApp::Registered);
         self.schedule();
-        self.finish()
     }
 
     fn new_app_id(&mut self) -> AppId {

@@ -39,7 +39,8 @@ impl Master {
         )
     }
 
-    /// `RequestSubmitDriver`.
+    /// `RequestSubmitDriver`. The driver is added once its record is stored (see [`super`]);
+    /// the response is for the endpoint to send only then.
     pub fn submit_driver(
         &mut self,
         desc: DriverDescription,
@@ -59,11 +60,10 @@ impl Master {
         }
         let driver = self.create_driver(desc);
         let id = driver.id.clone();
-        info!(driver_id = %id, "driver submitted");
-        self.persist(PersistOp::AddDriver(driver.record()));
-        self.drivers.insert(id.clone(), driver);
-        self.waiting_drivers.push(id.clone());
-        self.schedule();
+        self.persist_then_apply(
+            PersistOp::AddDriver(driver.record()),
+            super::Pending::NewDriver(Box::new(driver)),
+        );
         let message = format!("Driver successfully submitted as {id}");
         (
             SubmitDriverResponse {
@@ -73,6 +73,15 @@ impl Master {
             },
             self.finish(),
         )
+    }
+
+    /// Applies a submission whose record is stored: the driver waits for `schedule()`.
+    pub(super) fn accept_driver(&mut self, driver: DriverInfo) {
+        let id = driver.id.clone();
+        info!(driver_id = %id, "driver submitted");
+        self.drivers.insert(id.clone(), driver);
+        self.waiting_drivers.push(id);
+        self.schedule();
     }
 
     fn create_driver(&mut self, desc: DriverDescription) -> DriverInfo {

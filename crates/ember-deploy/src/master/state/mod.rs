@@ -6,12 +6,19 @@
 //! the [`Effect`]s the endpoint must perform, in order. Nothing here touches the network, the
 //! disk or the clock, so every rule is tested directly (see the `tests` module).
 //!
-//! # Effect order
+//! # Effect order and persistence
 //!
-//! Effects are performed in the order returned. Whenever an input both persists something and
-//! acknowledges it (`RegisteredWorker`, `RegisteredApplication`, a driver submission), the
-//! [`Effect::Persist`] comes first; the endpoint stops performing an input's effects when
-//! persisting an addition fails, so nothing is acknowledged that a successor could not recover.
+//! Effects are performed in the order returned. An input that adds something a successor must
+//! recover and then acknowledges it — a worker's or an application's registration, a driver
+//! submission — changes nothing at first: it ends with [`Effect::PersistThenApply`], and the
+//! state machine holds the change until the endpoint reports the outcome of the write with
+//! [`Master::persisted`]. Only a stored change is applied, answered and scheduled; a change
+//! that could not be stored is dropped whole, so the state stays as it was and nothing is
+//! acknowledged that a successor could not recover (the peer retries). No other input may
+//! arrive in between (the endpoint handles one at a time and awaits the write).
+//!
+//! Other writes ([`Effect::Persist`]: removals, a supervised driver relaunched under a new id)
+//! acknowledge nothing; a failed one is logged and the rest of the input's effects go on.
 //!
 //! Files: `workers` (registration, heartbeats, timeouts, removal, reconciliation,
 //! decommissioning), `apps` (applications, executors, `schedule()`), `drivers`, `recovery`.
@@ -26,6 +33,8 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
+
+use tracing::{error, warn};
 
 use ember_rpc::RpcAddress;
 
@@ -60,8 +69,13 @@ impl MasterIdentity {
 /// Something the endpoint must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Change the persisted state (before anything after it in the list).
+    /// Change the persisted state (before anything after it in the list); a failure does not
+    /// hold back what follows.
     Persist(PersistOp),
+    /// Store `op`, then report whether that succeeded with [`Master::persisted`], which applies
+    /// the change the input asked for (or drops it) and returns the effects that follow. Always
+    /// the last effect of an input.
+    PersistThenApply(PersistOp),
     /// Send to a worker's endpoint at `address` (a registered worker, or the sender of the
     /// message being handled).
     ToWorker {
@@ -309,6 +323,24 @@ impl From<MasterToAppPlain> for MasterToApp {
     }
 }
 
+/// A change that waits for its record to be stored (see the module docs).
+#[derive(Debug)]
+enum Pending {
+    /// A worker registering with a new id.
+    NewWorker(WorkerRegistration),
+    /// A recovered (UNKNOWN) worker answering from a new address: its record moves.
+    MovedWorker {
+        /// Its entry.
+        slot: Slot,
+        /// The registration.
+        reg: WorkerRegistration,
+    },
+    /// An application registering.
+    NewApp(Box<ApplicationInfo>),
+    /// A driver submitted.
+    NewDriver(Box<DriverInfo>),
+}
+
 /// A slot in the worker table. Spark keeps `WorkerInfo`s in a set where a DEAD entry and a
 /// live one may share an id; slots let both exist while ids and addresses index the live ones.
 type Slot = u64;
@@ -321,6 +353,8 @@ pub struct Master {
     status: MasterState,
     now: u64,
     effects: Vec<Effect>,
+    /// The change of the last input, until [`Master::persisted`] says whether it was stored.
+    pending: Option<Pending>,
     /// Every worker known, DEAD ones included until culled, in registration order.
     workers: BTreeMap<Slot, WorkerInfo>,
     next_slot: Slot,
@@ -353,6 +387,7 @@ impl Master {
             status: MasterState::Standby,
             now: 0,
             effects: Vec::new(),
+            pending: None,
             workers: BTreeMap::new(),
             next_slot: 0,
             id_to_worker: HashMap::new(),
@@ -472,12 +507,52 @@ impl Master {
         }
     }
 
+    /// The outcome of the last input's [`Effect::PersistThenApply`]: when `stored`, the change
+    /// is applied and the effects that follow it (the acknowledgement, what `schedule()`
+    /// launches) are returned; otherwise the change is dropped and the state is as it was
+    /// before that input.
+    pub fn persisted(&mut self, stored: bool, now: u64) -> Vec<Effect> {
+        let Some(pending) = self.pending.take() else {
+            warn!("a persistence outcome with no change waiting for it");
+            return Vec::new();
+        };
+        self.begin(now);
+        match (pending, stored) {
+            (Pending::NewWorker(reg), true) => self.accept_new_worker(reg),
+            (Pending::MovedWorker { slot, reg }, true) => self.accept_reregistration(slot, reg),
+            (Pending::NewApp(app), true) => self.accept_application(*app),
+            (Pending::NewDriver(driver), true) => self.accept_driver(*driver),
+            (Pending::NewWorker(reg) | Pending::MovedWorker { reg, .. }, false) => {
+                error!(worker_id = %reg.id, address = %reg.address,
+                    "could not persist the worker; not registering it (it will retry)");
+            }
+            (Pending::NewApp(app), false) => {
+                error!(app_id = %app.id, driver = %app.driver_address,
+                    "could not persist the application; not registering it (its driver will retry)");
+            }
+            (Pending::NewDriver(driver), false) => {
+                error!(driver_id = %driver.id, "could not persist the driver; refusing the submission");
+            }
+        }
+        self.finish()
+    }
+
     // ---- helpers shared by the input files ----
 
     /// Starts handling an input at `now`.
     fn begin(&mut self, now: u64) {
         self.now = now;
         debug_assert!(self.effects.is_empty());
+        debug_assert!(
+            self.pending.is_none(),
+            "an input arrived while a change waited for persistence"
+        );
+        if let Some(pending) = self.pending.take() {
+            error!(
+                ?pending,
+                "an input arrived while a change waited for persistence; dropping the change"
+            );
+        }
     }
 
     /// Ends an input: its effects, in order.
@@ -487,6 +562,13 @@ impl Master {
 
     fn persist(&mut self, op: PersistOp) {
         self.effects.push(Effect::Persist(op));
+    }
+
+    /// Ends the input's decisions: `change` happens once `op` is stored.
+    fn persist_then_apply(&mut self, op: PersistOp, change: Pending) {
+        debug_assert!(self.pending.is_none());
+        self.effects.push(Effect::PersistThenApply(op));
+        self.pending = Some(change);
     }
 
     fn send_worker_at(&mut self, worker_id: &WorkerId, address: &RpcAddress, msg: ToWorker) {

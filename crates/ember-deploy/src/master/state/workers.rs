@@ -20,9 +20,14 @@
 //! *different* address while the known worker is alive: two processes claiming one id would
 //! otherwise share one record, and the master would keep sending the first one's executors to
 //! whichever registered last. A re-registration from the same address, or the answer of a worker
-//! the master is still waiting for in recovery, is the same worker and is accepted. An accepted
-//! duplicate refreshes the heartbeat and is persisted again (an idempotent overwrite), so a
-//! registration whose first write failed is healed by the worker's retry.
+//! the master is still waiting for in recovery, is the same worker and is accepted.
+//!
+//! A new worker is added only once its record is stored (see [`super`]): if the write fails,
+//! the master does not list it, sends no answer and schedules nothing on it, and the worker's
+//! registration retry tries again. (`RegisterWorkerFailed` would make a worker that was never
+//! registered exit.) A known worker's record is already stored (it was written before its
+//! first `RegisteredWorker`, or recovery read it), so a duplicate is answered at once; only an
+//! UNKNOWN worker answering from a new address has its record rewritten first.
 
 use std::time::Duration;
 
@@ -138,11 +143,28 @@ impl Master {
     }
 
     /// A registration of a known id from the same worker: it is ALIVE again (if it was UNKNOWN,
-    /// at the address it now gives), persisted again and told it was a duplicate.
+    /// at the address it now gives, once that is stored) and told it was a duplicate.
     fn reregister_worker(&mut self, slot: Slot, reg: WorkerRegistration) {
+        let worker = &self.workers[&slot];
+        if worker.address != reg.address {
+            let mut record = worker.record();
+            record.address = reg.address.clone();
+            self.persist_then_apply(
+                PersistOp::AddWorker(record),
+                super::Pending::MovedWorker { slot, reg },
+            );
+            return;
+        }
+        self.accept_reregistration(slot, reg);
+    }
+
+    /// Applies an accepted re-registration.
+    pub(super) fn accept_reregistration(&mut self, slot: Slot, reg: WorkerRegistration) {
         info!(worker_id = %reg.id, "worker registered again (duplicate registration)");
         let now = self.now;
-        let worker = self.workers.get_mut(&slot).expect("indexed slot exists");
+        let Some(worker) = self.workers.get_mut(&slot) else {
+            return;
+        };
         let old_address = worker.address.clone();
         if worker.state == WorkerState::Unknown {
             worker.state = WorkerState::Alive;
@@ -153,11 +175,6 @@ impl Master {
             worker.address = reg.address.clone();
             self.address_to_worker.remove(&old_address);
             self.address_to_worker.insert(reg.address.clone(), slot);
-        }
-        // A decommissioned worker stays out of the recovery state (Spark removes its record).
-        if self.workers[&slot].state != WorkerState::Decommissioned {
-            let record = self.workers[&slot].record();
-            self.persist(PersistOp::AddWorker(record));
         }
         self.send_worker_at(
             &reg.id,
@@ -170,40 +187,62 @@ impl Master {
         self.check_recovery_done();
     }
 
-    /// A registration of a new id: added unless a live worker holds its address.
+    /// A registration of a new id: refused if a live worker holds its address, else added once
+    /// its record is stored.
     fn register_new_worker(&mut self, reg: WorkerRegistration) {
-        match self.add_worker(WorkerInfo::new(reg.record(), self.now)) {
-            Ok(slot) => {
-                let w = &self.workers[&slot];
-                info!(worker_id = %w.id, address = %w.address, cores = w.cores,
-                    memory_mb = w.memory_mb, "registered worker");
-                let record = w.record();
-                self.persist(PersistOp::AddWorker(record));
-                self.send_worker_at(
-                    &reg.id,
-                    &reg.address,
-                    ToWorker::Registered {
-                        duplicate: false,
-                        master_address: reg.master_address,
-                    },
-                );
-                self.schedule();
-            }
-            Err(()) => {
-                warn!(worker_id = %reg.id, address = %reg.address,
-                    "refusing a worker at the address of a live worker");
-                self.send_worker_at(
-                    &reg.id,
-                    &reg.address,
-                    ToWorker::Message(MasterToWorkerPlain::RegisterWorkerFailed {
-                        message: format!(
-                            "Attempted to re-register worker at same address: {}",
-                            reg.address
-                        ),
-                    }),
-                );
-            }
+        if self.address_held(&reg.address) {
+            self.refuse_held_address(&reg);
+            return;
         }
+        self.persist_then_apply(
+            PersistOp::AddWorker(reg.record()),
+            super::Pending::NewWorker(reg),
+        );
+    }
+
+    /// Applies a new worker's registration, its record stored: it is listed, told, and
+    /// `schedule()` may place work on it.
+    pub(super) fn accept_new_worker(&mut self, reg: WorkerRegistration) {
+        // Nothing ran since the address was checked (one input at a time), so this succeeds.
+        let Ok(slot) = self.add_worker(WorkerInfo::new(reg.record(), self.now)) else {
+            self.refuse_held_address(&reg);
+            return;
+        };
+        let w = &self.workers[&slot];
+        info!(worker_id = %w.id, address = %w.address, cores = w.cores,
+            memory_mb = w.memory_mb, "registered worker");
+        self.send_worker_at(
+            &reg.id,
+            &reg.address,
+            ToWorker::Registered {
+                duplicate: false,
+                master_address: reg.master_address,
+            },
+        );
+        self.schedule();
+    }
+
+    /// Whether a live (not UNKNOWN) worker holds `address`: Spark's `registerWorker` refuses a
+    /// new worker there.
+    fn address_held(&self, address: &RpcAddress) -> bool {
+        self.address_to_worker
+            .get(address)
+            .is_some_and(|slot| self.workers[slot].state != WorkerState::Unknown)
+    }
+
+    fn refuse_held_address(&mut self, reg: &WorkerRegistration) {
+        warn!(worker_id = %reg.id, address = %reg.address,
+            "refusing a worker at the address of a live worker");
+        self.send_worker_at(
+            &reg.id,
+            &reg.address,
+            ToWorker::Message(MasterToWorkerPlain::RegisterWorkerFailed {
+                message: format!(
+                    "Attempted to re-register worker at same address: {}",
+                    reg.address
+                ),
+            }),
+        );
     }
 
     /// Spark's `registerWorker`: adds `worker` unless a live worker holds its address.
@@ -211,12 +250,11 @@ impl Master {
         self.workers.retain(|_, w| {
             !(w.state == WorkerState::Dead && w.host == worker.host && w.port == worker.port)
         });
+        if self.address_held(&worker.address) {
+            return Err(());
+        }
         if let Some(&old) = self.address_to_worker.get(&worker.address) {
-            if self.workers[&old].state == WorkerState::Unknown {
-                self.remove_worker(old, "Worker replaced by a new worker with same address");
-            } else {
-                return Err(());
-            }
+            self.remove_worker(old, "Worker replaced by a new worker with same address");
         }
         let slot = self.next_slot;
         self.next_slot += 1;
@@ -226,7 +264,15 @@ impl Master {
         Ok(slot)
     }
 
-    /// `Heartbeat` from the worker endpoint at `sender`.
+    /// `Heartbeat` from the worker endpoint at `sender`: a live worker's heartbeat is refreshed;
+    /// any other worker is asked to register again, at the address it heartbeats from.
+    ///
+    /// Spark sends `ReconnectWorker` only while a DEAD entry with the id is still listed and
+    /// ignores an id it does not list at all. Ember answers both: a worker that was silent for
+    /// longer than `(ember.dead.worker.persistence + 1) × ember.worker.timeout` (stopped,
+    /// partitioned) still believes it is registered, and would otherwise heartbeat into the void
+    /// forever. A heartbeat from a worker that never registered gets the same answer; the
+    /// registration that follows goes through every rule of `RegisterWorker`.
     pub fn heartbeat(
         &mut self,
         worker_id: &WorkerId,
@@ -238,17 +284,20 @@ impl Master {
             if let Some(w) = self.workers.get_mut(&slot) {
                 w.last_heartbeat_ms = now;
             }
-        } else if self.workers.values().any(|w| &w.id == worker_id) {
-            warn!(%worker_id, "heartbeat from a worker marked DEAD; asking it to register again");
-            let url = self.master_url();
-            self.send_worker_at(
-                worker_id,
-                sender,
-                ToWorker::Message(MasterToWorkerPlain::ReconnectWorker { master_url: url }),
-            );
-        } else {
-            warn!(%worker_id, "heartbeat from a worker that never registered; ignoring it");
+            return self.finish();
         }
+        if self.workers.values().any(|w| &w.id == worker_id) {
+            warn!(%worker_id, %sender, "heartbeat from a worker marked DEAD; asking it to re-register");
+        } else {
+            warn!(%worker_id, %sender,
+                "got heartbeat from unregistered worker; asking it to re-register");
+        }
+        let url = self.master_url();
+        self.send_worker_at(
+            worker_id,
+            sender,
+            ToWorker::Message(MasterToWorkerPlain::ReconnectWorker { master_url: url }),
+        );
         self.finish()
     }
 

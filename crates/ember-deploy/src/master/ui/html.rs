@@ -1,8 +1,9 @@
 //! The master's HTML pages, rendered on the server.
 //!
 //! Spark counterparts: `MasterPage` and `ApplicationPage`. Every piece of text from the state is
-//! escaped with [`web::escape`]; kill buttons are plain forms posting to `/app/kill` and
-//! `/driver/kill`.
+//! escaped with [`web::escape`]; URLs that workers and drivers supply are links only when they
+//! are `http://` or `https://` URLs ([`web::external_link`]); kill buttons are plain forms
+//! posting to `/app/kill` and `/driver/kill`.
 
 use std::fmt::Write as _;
 
@@ -10,7 +11,9 @@ use axum::response::Html;
 
 use crate::messages::{ApplicationSummary, DriverSummary, MasterStateResponse, WorkerSummary};
 use crate::state::{DriverState, WorkerState};
-use crate::web::{self, escape, format_duration_ms, format_mb, format_time_ms, table};
+use crate::web::{
+    self, escape, external_link, format_duration_ms, format_mb, format_time_ms, is_http_url, table,
+};
 
 fn state_cell(state: &str) -> String {
     format!("<span class=\"state-{0}\">{0}</span>", escape(state))
@@ -49,11 +52,7 @@ fn worker_rows(workers: &[WorkerSummary], now_ms: u64) -> Vec<Vec<String>> {
         .into_iter()
         .map(|w| {
             vec![
-                if w.web_ui_address.is_empty() {
-                    escape(w.id.as_str())
-                } else {
-                    link(&w.web_ui_address, w.id.as_str())
-                },
+                external_link(&w.web_ui_address, w.id.as_str()),
                 escape(&format!("{}:{}", w.host, w.port)),
                 state_cell(w.state.as_str()),
                 format!("{} ({} used)", w.cores, w.cores_used),
@@ -87,7 +86,7 @@ fn app_rows(apps: &[ApplicationSummary], now_ms: u64, active: bool) -> Vec<Vec<S
                 id.push_str(&kill_form("/app/kill", a.id.as_str(), "application"));
             }
             let name = match &a.desc.app_ui_url {
-                Some(url) if active => link(url, &a.desc.name),
+                Some(url) if active => external_link(url, &a.desc.name),
                 _ => escape(&a.desc.name),
             };
             vec![
@@ -283,13 +282,13 @@ pub(super) fn app_page(app: &ApplicationSummary, now_ms: u64) -> Html<String> {
         let _ = write!(
             body,
             "<li><strong>Application UI:</strong> {}</li>",
-            link(url, url)
+            external_link(url, url)
         );
     }
     body.push_str("</ul>");
     let headers = ["Executor ID", "Worker", "Cores", "Memory", "State", "Logs"];
     let row = |e: &crate::messages::ExecutorSummary| {
-        let logs = if e.worker_web_ui.is_empty() {
+        let logs = if !is_http_url(&e.worker_web_ui) {
             String::new()
         } else {
             let base = format!(
@@ -334,4 +333,142 @@ pub(super) fn app_page(app: &ApplicationSummary, now_ms: u64) -> Html<String> {
 
 fn a_id(app: &ApplicationSummary) -> &str {
     app.id.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use ember_rpc::RpcAddress;
+
+    use super::*;
+    use crate::description::{AppBinary, ApplicationDescription, BinaryLocation, Command};
+    use crate::messages::ExecutorSummary;
+    use crate::state::{ApplicationState, ExecutorState, MasterState};
+
+    fn worker(id: &str, web_ui_address: &str) -> WorkerSummary {
+        WorkerSummary {
+            id: id.into(),
+            host: "10.0.0.1".into(),
+            port: 7078,
+            web_ui_address: web_ui_address.into(),
+            cores: 1,
+            cores_used: 0,
+            memory_mb: 1024,
+            memory_used_mb: 0,
+            state: WorkerState::Alive,
+            last_heartbeat_ms: 0,
+        }
+    }
+
+    fn app(app_ui_url: &str, worker_web_ui: &str) -> ApplicationSummary {
+        ApplicationSummary {
+            id: "app-1".into(),
+            desc: ApplicationDescription {
+                name: "bench".into(),
+                max_cores: None,
+                memory_per_executor_mb: 512,
+                cores_per_executor: None,
+                initial_executor_limit: None,
+                command: Command {
+                    binary: AppBinary {
+                        name: "bench".into(),
+                        digest: "00".into(),
+                        size: 1,
+                        location: BinaryLocation::LocalPath("/bin/bench".into()),
+                    },
+                    arguments: vec![],
+                    environment: vec![],
+                },
+                app_ui_url: Some(app_ui_url.into()),
+                user: "u".into(),
+            },
+            start_time_ms: 0,
+            end_time_ms: None,
+            cores_granted: 1,
+            state: ApplicationState::Running,
+            executors: vec![ExecutorSummary {
+                id: crate::ids::ExecutorId(0),
+                worker_id: "w-bad".into(),
+                worker_host_port: "10.0.0.1:7078".into(),
+                worker_web_ui: worker_web_ui.into(),
+                cores: 1,
+                memory_mb: 512,
+                state: ExecutorState::Running,
+            }],
+            driver_address: RpcAddress::new("10.0.0.2", 40000),
+        }
+    }
+
+    fn state(workers: Vec<WorkerSummary>, apps: Vec<ApplicationSummary>) -> MasterStateResponse {
+        MasterStateResponse {
+            host: "10.0.0.9".into(),
+            port: 7077,
+            rest_port: None,
+            web_ui_url: "http://10.0.0.9:8080".into(),
+            workers,
+            active_apps: apps,
+            completed_apps: vec![],
+            active_drivers: vec![],
+            completed_drivers: vec![],
+            status: MasterState::Alive,
+        }
+    }
+
+    #[test]
+    fn a_worker_links_to_its_web_ui_only_when_it_is_an_http_url() {
+        let page = master_page(
+            &state(
+                vec![
+                    worker("w-http", "http://10.0.0.1:8081"),
+                    worker("w-https", "https://w.example.com/ui?a=1&b=2"),
+                    worker("w-js", "javascript:alert(1)"),
+                    worker("w-data", "data:text/html,<script>x</script>"),
+                    worker("w-none", ""),
+                ],
+                vec![],
+            ),
+            0,
+        )
+        .0;
+        assert!(
+            page.contains("<a href=\"http://10.0.0.1:8081\">w-http</a>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<a href=\"https://w.example.com/ui?a=1&amp;b=2\">w-https</a>"),
+            "{page}"
+        );
+        for id in ["w-js", "w-data", "w-none"] {
+            assert!(page.contains(&format!("<td>{id}</td>")), "{id}: {page}");
+        }
+        assert!(!page.contains("javascript:"), "{page}");
+        assert!(!page.contains("data:text"), "{page}");
+    }
+
+    #[test]
+    fn application_and_log_urls_from_peers_are_links_only_when_http() {
+        let page = master_page(&state(vec![], vec![app("javascript:x()", "")]), 0).0;
+        assert!(page.contains("<td>bench</td>"), "{page}");
+        assert!(!page.contains("javascript:"), "{page}");
+        let page = master_page(&state(vec![], vec![app("http://10.0.0.2:4040", "")]), 0).0;
+        assert!(
+            page.contains("<a href=\"http://10.0.0.2:4040\">bench</a>"),
+            "{page}"
+        );
+
+        let page = app_page(&app("javascript:x()", "javascript:y()"), 0).0;
+        assert!(!page.contains("javascript:x()</a>"), "{page}");
+        assert!(!page.contains("href=\"javascript"), "{page}");
+        assert!(!page.contains("logPage"), "no log links: {page}");
+        let page = app_page(&app("http://10.0.0.2:4040", "http://10.0.0.1:8081"), 0).0;
+        assert!(
+            page.contains("<a href=\"http://10.0.0.2:4040\">http://10.0.0.2:4040</a>"),
+            "{page}"
+        );
+        assert!(
+            page.contains(
+                "<a href=\"http://10.0.0.1:8081/logPage/?appId=app-1&amp;executorId=0&amp;logType=stdout\">stdout</a>"
+            ),
+            "{page}"
+        );
+    }
 }

@@ -6,16 +6,14 @@ use axum::response::Html;
 
 use super::{LogQuery, LogSlice, html};
 use crate::messages::{DriverRunnerSummary, ExecutorRunnerSummary, WorkerStateResponse};
-use crate::web::{escape, format_mb, table};
+use crate::web::{escape, external_link, format_mb, table};
 
 /// `/`.
 pub(crate) fn worker_page(state: &WorkerStateResponse) -> Html<String> {
     let mut body = String::from("<ul class=\"summary\">");
     let master = match (&state.master_url, &state.master_web_ui_url) {
-        (Some(url), Some(ui)) if !ui.is_empty() => {
-            format!("<a href=\"{}\">{}</a>", escape(ui), escape(url))
-        }
-        (Some(url), _) => escape(url),
+        (Some(url), Some(ui)) => external_link(ui, url),
+        (Some(url), None) => escape(url),
         (None, _) => "(not registered)".to_owned(),
     };
     let _ = write!(

@@ -26,7 +26,7 @@ fn registration_persists_acknowledges_then_launches() {
     let (app_id, effects) = add_app(&mut m, app_desc(1024, None, None), 1, T0);
     assert_eq!(app_id.as_str(), "app-20261121122140-0000");
     let persist = position(&effects, |e| {
-        matches!(e, Effect::Persist(PersistOp::AddApplication(_)))
+        matches!(e, Effect::PersistThenApply(PersistOp::AddApplication(_)))
     });
     let ack = position(&effects, |e| {
         matches!(

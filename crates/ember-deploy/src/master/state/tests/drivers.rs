@@ -5,6 +5,7 @@ use crate::state::DriverState;
 
 fn submit(m: &mut Master, desc: DriverDescription) -> (DriverId, Vec<Effect>) {
     let (response, effects) = m.submit_driver(desc, T0);
+    let effects = stored(m, effects, T0);
     assert!(response.success, "{response:?}");
     let id = response.driver_id.expect("an id");
     assert_eq!(

@@ -3,6 +3,7 @@
 
 mod apps;
 mod drivers;
+mod persistence;
 mod recovery;
 mod workers;
 
@@ -73,7 +74,16 @@ pub(super) fn reg(id: &str, n: u16, cores: u32, memory_mb: u32) -> WorkerRegistr
     }
 }
 
-/// Registers worker `id` at address number `n`, expecting success.
+/// `effects` of an input followed, if it ended with [`Effect::PersistThenApply`], by what
+/// [`Master::persisted`] returns when the write succeeded.
+pub(super) fn stored(m: &mut Master, mut effects: Vec<Effect>, now: u64) -> Vec<Effect> {
+    if matches!(effects.last(), Some(Effect::PersistThenApply(_))) {
+        effects.extend(m.persisted(true, now));
+    }
+    effects
+}
+
+/// Registers worker `id` at address number `n`, its record stored, expecting success.
 pub(super) fn add_worker(
     m: &mut Master,
     id: &str,
@@ -83,6 +93,7 @@ pub(super) fn add_worker(
     now: u64,
 ) -> Vec<Effect> {
     let effects = m.register_worker(reg(id, n, cores, memory_mb), now);
+    let effects = stored(m, effects, now);
     assert!(
         effects.iter().any(|e| matches!(
             e,
@@ -133,7 +144,7 @@ pub(super) fn driver_address(n: u16) -> RpcAddress {
     RpcAddress::new("10.0.1.1", 9000 + n)
 }
 
-/// Registers an application from driver address number `n`; returns its id.
+/// Registers an application from driver address number `n`, its record stored; returns its id.
 pub(super) fn add_app(
     m: &mut Master,
     desc: ApplicationDescription,
@@ -141,6 +152,7 @@ pub(super) fn add_app(
     now: u64,
 ) -> (AppId, Vec<Effect>) {
     let effects = m.register_application(desc, driver_address(n), now);
+    let effects = stored(m, effects, now);
     let id = effects
         .iter()
         .find_map(|e| match e {
@@ -230,11 +242,12 @@ pub(super) fn driver_launches(effects: &[Effect]) -> Vec<(String, DriverId)> {
         .collect()
 }
 
+/// Every write in `effects`, of either kind, in order.
 pub(super) fn persisted(effects: &[Effect]) -> Vec<&PersistOp> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Persist(op) => Some(op),
+            Effect::Persist(op) | Effect::PersistThenApply(op) => Some(op),
             _ => None,
         })
         .collect()

@@ -32,7 +32,7 @@ fn registration_persists_before_acknowledging() {
     assert_eq!(
         effects,
         vec![
-            Effect::Persist(PersistOp::AddWorker(worker(&m, "w1").record())),
+            Effect::PersistThenApply(PersistOp::AddWorker(worker(&m, "w1").record())),
             Effect::ToWorker {
                 worker_id: "w1".into(),
                 address: worker_address(1),
@@ -57,20 +57,18 @@ fn the_same_worker_registering_again_is_a_duplicate() {
     // Spark parity: SPARK-23191, a repeated registration is answered with duplicate = true.
     let mut m = alive();
     add_worker(&mut m, "w1", 1, 4, 1024, T0);
+    // Its record was stored before its first RegisteredWorker: answered at once.
     let effects = m.register_worker(reg("w1", 1, 4, 1024), T0 + 5_000);
     assert!(
         matches!(
             effects.as_slice(),
-            [
-                Effect::Persist(PersistOp::AddWorker(_)),
-                Effect::ToWorker {
-                    msg: ToWorker::Registered {
-                        duplicate: true,
-                        ..
-                    },
+            [Effect::ToWorker {
+                msg: ToWorker::Registered {
+                    duplicate: true,
                     ..
-                }
-            ]
+                },
+                ..
+            }]
         ),
         "{effects:?}"
     );
@@ -144,6 +142,16 @@ fn a_dead_worker_may_register_again_under_its_id() {
     assert_eq!(m.workers().count(), 1);
 }
 
+fn reconnect(id: &str, n: u16) -> Vec<Effect> {
+    vec![Effect::ToWorker {
+        worker_id: id.into(),
+        address: worker_address(n),
+        msg: ToWorker::Message(MasterToWorkerPlain::ReconnectWorker {
+            master_url: URL.into(),
+        }),
+    }]
+}
+
 #[test]
 fn heartbeats_refresh_known_workers_and_reconnect_dead_ones() {
     let mut m = alive();
@@ -153,24 +161,51 @@ fn heartbeats_refresh_known_workers_and_reconnect_dead_ones() {
             .is_empty()
     );
     assert_eq!(worker(&m, "w1").last_heartbeat_ms, T0 + 10_000);
-    // Never registered: ignored.
-    assert!(
-        m.heartbeat(&"stranger".into(), &worker_address(9), T0)
-            .is_empty()
-    );
-    // DEAD but still listed: asked to register again, at the address it heartbeats from.
+    // DEAD but still listed: asked to register again, at the address it heartbeats from
+    // (Spark parity: Master's Heartbeat handler).
     m.check_worker_timeouts(T0 + 10_000 + TIMEOUT_MS + 1);
     let effects = m.heartbeat(&"w1".into(), &worker_address(5), T0 + 80_000);
-    assert_eq!(
-        effects,
-        vec![Effect::ToWorker {
-            worker_id: "w1".into(),
-            address: worker_address(5),
-            msg: ToWorker::Message(MasterToWorkerPlain::ReconnectWorker {
-                master_url: URL.into()
-            }),
-        }]
+    assert_eq!(effects, reconnect("w1", 5));
+    // The answer changes nothing: the worker stays DEAD until it registers.
+    assert!(m.worker(&"w1".into()).is_none());
+    assert_eq!(m.workers().count(), 1);
+}
+
+#[test]
+fn a_worker_heartbeating_after_its_dead_entry_was_forgotten_is_asked_to_reconnect() {
+    // Spark ignores an id it no longer lists; such a worker (stopped, or partitioned, for longer
+    // than the DEAD entry is kept) would then heartbeat forever without being registered.
+    let mut config = config();
+    config.dead_worker_persistence = 0;
+    let mut m = alive_with(config);
+    add_worker(&mut m, "w1", 1, 4, 1024, T0);
+    m.check_worker_timeouts(T0 + TIMEOUT_MS + 1);
+    assert!(m.worker(&"w1".into()).is_none());
+    assert_eq!(m.workers().count(), 1, "DEAD, still listed");
+    m.check_worker_timeouts(T0 + 2 * TIMEOUT_MS + 2);
+    assert_eq!(m.workers().count(), 0, "forgotten");
+
+    let effects = m.heartbeat(&"w1".into(), &worker_address(1), T0 + 3 * TIMEOUT_MS);
+    assert_eq!(effects, reconnect("w1", 1));
+    assert_eq!(m.workers().count(), 0, "a heartbeat does not register");
+    // It registers again and is ALIVE; its heartbeats count again.
+    add_worker(&mut m, "w1", 1, 4, 1024, T0 + 3 * TIMEOUT_MS + 5);
+    assert_eq!(worker(&m, "w1").state, WorkerState::Alive);
+    assert!(
+        m.heartbeat(&"w1".into(), &worker_address(1), T0 + 3 * TIMEOUT_MS + 10)
+            .is_empty()
     );
+    assert_eq!(worker(&m, "w1").last_heartbeat_ms, T0 + 3 * TIMEOUT_MS + 10);
+}
+
+#[test]
+fn a_heartbeat_from_a_worker_never_registered_is_asked_to_register() {
+    let mut m = alive();
+    assert_eq!(
+        m.heartbeat(&"stranger".into(), &worker_address(9), T0),
+        reconnect("stranger", 9)
+    );
+    assert_eq!(m.workers().count(), 0);
 }
 
 #[test]
