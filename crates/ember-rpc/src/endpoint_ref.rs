@@ -16,8 +16,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::address::{RpcAddress, URL_SCHEME};
+use crate::call_context::RpcCallContext;
 use crate::dispatcher::InboxItem;
-use crate::endpoint::{RpcCallContext, RpcMessage};
+use crate::endpoint::RpcMessage;
 use crate::env::{ASK_TIMEOUT_KEY, RpcEnv};
 use crate::error::RpcError;
 use crate::transport::connection::{Outgoing, ReplyError};

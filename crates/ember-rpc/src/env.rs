@@ -18,12 +18,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::address::RpcAddress;
+use crate::call_context::RpcCallContext;
 use crate::conf::{
     ByteSize, ByteUnit, ConfError, ConfigEntry, ConfigEntryDoc, EmberConf, TimeUnit,
 };
 use crate::dispatcher::inbox::EndpointTask;
 use crate::dispatcher::{Dispatcher, PeerEvent};
-use crate::endpoint::{EndpointContext, RpcCallContext, RpcEndpoint, RpcMessage};
+use crate::endpoint::{EndpointContext, RpcEndpoint, RpcMessage};
 use crate::endpoint_ref::EndpointRef;
 use crate::error::{HandlerResult, RpcError};
 use crate::transport::connection::Connection;

@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use crate::call_context::RpcCallContext;
 use crate::dispatcher::PeerEvent;
-use crate::endpoint::{EndpointContext, RpcCallContext, RpcEndpoint};
+use crate::endpoint::{EndpointContext, RpcEndpoint};
 use crate::error::CallFailure;
 
 /// What an inbox holds.
@@ -88,27 +89,27 @@ impl<E: RpcEndpoint> EndpointTask<E> {
                     }
                 }
                 InboxItem::Request(message, call) => {
-                    let slot = call.slot();
-                    match catch_panic(self.endpoint.receive_and_reply(&self.ctx, message, call))
-                        .await
+                    // Who answers a request the handler leaves unanswered is decided in one
+                    // place: see `call_context`.
+                    let scope = call.enter_handler();
+                    let failure = match catch_panic(
+                        self.endpoint.receive_and_reply(&self.ctx, message, call),
+                    )
+                    .await
                     {
-                        Ok(Ok(())) => {
-                            // Nobody kept the context: it was dropped unanswered.
-                            if std::sync::Arc::strong_count(&slot) == 1 {
-                                slot.fail(CallFailure::NoReply);
-                            }
-                        }
+                        Ok(Ok(())) => None,
                         Ok(Err(e)) => {
                             warn!(endpoint = %name, error = %e, "request handler failed");
-                            slot.fail(CallFailure::HandlerFailed {
+                            Some(CallFailure::HandlerFailed {
                                 message: e.to_string(),
-                            });
+                            })
                         }
                         Err(panic) => {
                             error!(endpoint = %name, %panic, "request handler panicked");
-                            slot.fail(CallFailure::HandlerPanicked { message: panic });
+                            Some(CallFailure::HandlerPanicked { message: panic })
                         }
-                    }
+                    };
+                    scope.finish(failure);
                 }
                 InboxItem::Event(event) => {
                     let handled = match event {

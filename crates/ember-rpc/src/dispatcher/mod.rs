@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::address::RpcAddress;
-use crate::endpoint::{RpcCallContext, RpcMessage};
+use crate::call_context::RpcCallContext;
+use crate::endpoint::RpcMessage;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, RpcError};
 

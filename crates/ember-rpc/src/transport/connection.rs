@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::address::RpcAddress;
+use crate::call_context::RpcCallContext;
 use crate::dispatcher::LookupCache;
-use crate::endpoint::RpcCallContext;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, RpcError};
 use crate::transport::envelope::{self, Envelope};
