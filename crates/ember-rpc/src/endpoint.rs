@@ -144,7 +144,8 @@ impl<M: RpcMessage> EndpointContext<M> {
         self.self_ref.name()
     }
 
-    /// Stops this endpoint once the current message is handled.
+    /// Stops this endpoint: the messages already queued (behind the current one) are still
+    /// handled, then `on_stop` runs; messages sent after this call are refused.
     pub fn stop_self(&self) {
         self.env.stop(&self.self_ref);
     }

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::address::{RpcAddress, URL_SCHEME};
 use crate::call_context::RpcCallContext;
-use crate::dispatcher::InboxItem;
+use crate::dispatcher::{Inbox, InboxItem};
 use crate::endpoint::RpcMessage;
 use crate::env::{ASK_TIMEOUT_KEY, RpcEnv};
 use crate::error::RpcError;
@@ -34,7 +34,7 @@ struct RefInner<M> {
     env: RpcEnv,
     address: RpcAddress,
     name: String,
-    local: OnceLock<mpsc::UnboundedSender<InboxItem<M>>>,
+    local: OnceLock<Inbox<M>>,
     outbox: OnceLock<Arc<Outbox>>,
 }
 
@@ -108,9 +108,9 @@ impl<M: RpcMessage> EndpointRef<M> {
         }
     }
 
-    pub(crate) fn local(env: RpcEnv, name: &str, tx: mpsc::UnboundedSender<InboxItem<M>>) -> Self {
+    pub(crate) fn local(env: RpcEnv, name: &str, inbox: Inbox<M>) -> Self {
         let this = Self::new(env.clone(), env.address().clone(), name);
-        let _ = this.inner.local.set(tx);
+        let _ = this.inner.local.set(inbox);
         this
     }
 
@@ -138,13 +138,17 @@ impl<M: RpcMessage> EndpointRef<M> {
         }
         if self.is_local() {
             return match self.local_sender() {
-                Some(Ok(tx)) => tx.send(InboxItem::OneWay(message)).map_err(|e| SendError {
-                    error: self.stopped_error(),
-                    message: match e.0 {
-                        InboxItem::OneWay(m) => Some(m),
-                        _ => None,
-                    },
-                }),
+                Some(Ok(inbox)) => {
+                    inbox
+                        .post(InboxItem::OneWay(message))
+                        .map_err(|item| SendError {
+                            error: self.stopped_error(),
+                            message: match item {
+                                InboxItem::OneWay(m) => Some(m),
+                                _ => None,
+                            },
+                        })
+                }
                 Some(Err(())) => {
                     let bytes = env.encode(&message).map_err(|error| SendError {
                         error,
@@ -214,11 +218,11 @@ impl<M: RpcMessage> EndpointRef<M> {
             key,
         };
         if self.is_local()
-            && let Some(Ok(tx)) = self.local_sender()
+            && let Some(Ok(inbox)) = self.local_sender()
         {
             let (reply_tx, reply_rx) = oneshot::channel();
             let call = RpcCallContext::local(&self.inner.name, reply_tx);
-            if tx.send(InboxItem::Request(message, call)).is_err() {
+            if inbox.post(InboxItem::Request(message, call)).is_err() {
                 return Err(self.stopped_error());
             }
             return match tokio::time::timeout(timeout, reply_rx).await {
@@ -288,23 +292,27 @@ impl<M: RpcMessage> EndpointRef<M> {
 
     /// The local inbox: `Some(Ok)` if it takes `M`, `Some(Err)` if it takes another type,
     /// `None` if there is no such endpoint.
-    fn local_sender(&self) -> Option<Result<mpsc::UnboundedSender<InboxItem<M>>, ()>> {
-        if let Some(tx) = self.inner.local.get()
-            && !tx.is_closed()
+    fn local_sender(&self) -> Option<Result<Inbox<M>, ()>> {
+        let cached = self.inner.local.get();
+        if let Some(inbox) = cached
+            && inbox.is_open()
         {
-            return Some(Ok(tx.clone()));
+            return Some(Ok(inbox.clone()));
         }
         match self
             .inner
             .env
             .dispatcher()
-            .typed_sender::<M>(&self.inner.name)?
+            .typed_sender::<M>(&self.inner.name)
         {
-            Some(tx) => {
-                let _ = self.inner.local.set(tx.clone());
-                Some(Ok(tx))
+            Some(Some(inbox)) => {
+                let _ = self.inner.local.set(inbox.clone());
+                Some(Ok(inbox))
             }
-            None => Some(Err(())),
+            Some(None) => Some(Err(())),
+            // The endpoint this ref knew has stopped and nothing took its name: its closed inbox
+            // refuses with "stopped" rather than "no such endpoint".
+            None => cached.map(|inbox| Ok(inbox.clone())),
         }
     }
 

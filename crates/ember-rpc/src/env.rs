@@ -282,7 +282,7 @@ impl RpcEnv {
     ) -> Result<EndpointRef<E::Message>, RpcError> {
         check_name(name)?;
         let reg = self.inner.dispatcher.register::<E::Message>(name)?;
-        let self_ref = EndpointRef::local(self.clone(), name, reg.tx);
+        let self_ref = EndpointRef::local(self.clone(), name, reg.inbox);
         let task = EndpointTask {
             endpoint,
             ctx: EndpointContext {

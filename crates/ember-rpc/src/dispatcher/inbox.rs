@@ -11,7 +11,7 @@ use std::task::Poll;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use crate::call_context::RpcCallContext;
 use crate::dispatcher::PeerEvent;
@@ -22,7 +22,8 @@ use crate::error::CallFailure;
 pub(crate) enum InboxItem<M> {
     OneWay(M),
     Request(M, RpcCallContext),
-    Event(PeerEvent),
+    /// Boxed: events are rare, and every queued message pays for the largest variant.
+    Event(Box<PeerEvent>),
     Stop,
 }
 
@@ -112,7 +113,7 @@ impl<E: RpcEndpoint> EndpointTask<E> {
                     scope.finish(failure);
                 }
                 InboxItem::Event(event) => {
-                    let handled = match event {
+                    let handled = match *event {
                         PeerEvent::Connected(addr) => {
                             catch_panic(self.endpoint.on_connected(&self.ctx, addr)).await
                         }
@@ -140,10 +141,16 @@ impl<E: RpcEndpoint> EndpointTask<E> {
     fn finish(&mut self, name: &str) {
         self.ctx.env.dispatcher().remove_finished(name, self.id);
         self.rx.close();
+        let mut dropped = 0usize;
         while let Ok(item) = self.rx.try_recv() {
-            if let InboxItem::Request(_, call) = item {
-                call.send_failure(CallFailure::EndpointStopped);
+            match item {
+                InboxItem::Request(_, call) => call.send_failure(CallFailure::EndpointStopped),
+                InboxItem::OneWay(_) => dropped += 1,
+                InboxItem::Event(_) | InboxItem::Stop => {}
             }
+        }
+        if dropped > 0 {
+            debug!(endpoint = %name, dropped, "dropped messages that arrived after the stop");
         }
         self.stopped.cancel();
     }
