@@ -447,7 +447,7 @@ impl RpcEnv {
         if let Some(reason) = error {
             self.network_error(
                 conn.peer(),
-                RpcError::ConnectFailed {
+                RpcError::ConnectionClosed {
                     address: conn.peer().clone(),
                     reason,
                 },

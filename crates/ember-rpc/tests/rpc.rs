@@ -5,7 +5,10 @@ mod rpc_support;
 
 use std::time::{Duration, Instant};
 
-use ember_rpc::{CallFailure, EndpointRef, RpcAddress, RpcError, Secret};
+use ember_rpc::{
+    ASK_TIMEOUT_KEY, CallFailure, EmberConf, EndpointRef, RpcAddress, RpcEnvConfig, RpcError,
+    Secret,
+};
 use rpc_support::*;
 
 #[tokio::test]
@@ -91,6 +94,41 @@ async fn ask_timeout_names_address_endpoint_and_key() {
         "{text}"
     );
     assert!(err.is_retryable());
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// `ask` without an explicit timeout waits `ember.rpc.askTimeout`, and says so.
+#[tokio::test]
+async fn the_default_ask_timeout_comes_from_the_conf_and_is_named() {
+    let (server, _) = recorder_env(config("server")).await;
+    let mut conf = EmberConf::new();
+    conf.set(ASK_TIMEOUT_KEY, "200ms");
+    let client = env_with(RpcEnvConfig::from_conf("client", "127.0.0.1", 0, &conf).unwrap()).await;
+    let r: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+    let started = Instant::now();
+    let err = r.ask::<String>(Msg::Park).await.unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(
+        err,
+        RpcError::AskTimeout {
+            address: server.address().clone(),
+            endpoint: "rec".into(),
+            timeout: Duration::from_millis(200),
+            key: "ember.rpc.askTimeout",
+        }
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&server.address().to_string())
+            && text.contains("\"rec\"")
+            && text.contains("ember.rpc.askTimeout"),
+        "{text}"
+    );
+    assert!(
+        waited >= Duration::from_millis(200) && waited < DEADLINE,
+        "{waited:?}"
+    );
     client.shutdown().await;
     server.shutdown().await;
 }
@@ -240,7 +278,7 @@ async fn a_connect_failure_fails_queued_asks_at_once() {
         .local_addr()
         .unwrap()
         .port();
-    let client = env().await;
+    let (client, events) = recorder_env(config("client")).await;
     let r: EndpointRef<Msg> = client.endpoint_ref(RpcAddress::new("127.0.0.1", port), "rec");
     let started = Instant::now();
     let err = r.ask::<String>(Msg::Echo("x".into())).await.unwrap_err();
@@ -249,6 +287,9 @@ async fn a_connect_failure_fails_queued_asks_at_once() {
         started.elapsed() < Duration::from_secs(60),
         "failed at once, not at the timeout"
     );
+    // The endpoints of the env that dialled hear of it too.
+    let expected = format!("network error 127.0.0.1:{port}: ConnectFailed");
+    eventually("on_network_error", || has_event(&events, &expected)).await;
     client.shutdown().await;
 }
 
@@ -304,7 +345,7 @@ async fn authentication_refuses_missing_and_wrong_secrets() {
 async fn oversized_messages_are_refused_on_write_and_on_read() {
     let mut small = config("small");
     small.max_message_size = 1024;
-    let (server, _) = recorder_env(small.clone()).await;
+    let (server, events) = recorder_env(small.clone()).await;
     // On write: the sender's own limit.
     let limited = env_with(small).await;
     let r: EndpointRef<Msg> = limited.endpoint_ref(server.address().clone(), "rec");
@@ -319,6 +360,19 @@ async fn oversized_messages_are_refused_on_write_and_on_read() {
     let r: EndpointRef<Msg> = big.endpoint_ref(server.address().clone(), "rec");
     let err = r.ask::<u64>(Msg::Blob(vec![0; 4096])).await.unwrap_err();
     assert!(matches!(err, RpcError::ConnectionLost { .. }), "{err:?}");
+    // The receiving side reports why it closed the connection to its endpoints.
+    let expected = format!("network error {}: ConnectionClosed", big.address());
+    eventually("on_network_error", || has_event(&events, &expected)).await;
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.starts_with(&expected)
+                && e.contains("exceeds the limit of 1024 bytes (ember.rpc.message.maxSize)")),
+        "{:?}",
+        events.lock().unwrap()
+    );
     let r2: EndpointRef<Msg> = limited.endpoint_ref(server.address().clone(), "rec");
     let echo: String = r2.ask(Msg::Echo("fine".into())).await.unwrap();
     assert_eq!(echo, "fine");

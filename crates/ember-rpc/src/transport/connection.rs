@@ -76,6 +76,8 @@ pub(crate) struct Connection {
     tx: mpsc::UnboundedSender<Bytes>,
     pending: Mutex<Pending>,
     cancel: CancellationToken,
+    /// Why an error closed the connection; the first reason wins.
+    close_reason: Mutex<Option<String>>,
 }
 
 impl Connection {
@@ -95,6 +97,7 @@ impl Connection {
             tx,
             pending: Mutex::new(Pending::default()),
             cancel: env.shutdown_token().child_token(),
+            close_reason: Mutex::new(None),
         });
         let (rd, wr) = stream.into_split();
         env.connection_opened(&conn);
@@ -123,6 +126,22 @@ impl Connection {
     /// Closes the connection; its pending asks fail at once.
     pub(crate) fn close(&self) {
         self.cancel.cancel();
+    }
+
+    /// Closes the connection because of an error, which the reader reports as it ends.
+    fn close_with_error(&self, reason: String) {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(reason);
+        self.cancel.cancel();
+    }
+
+    fn take_close_reason(&self) -> Option<String> {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Queues a frame for writing.
@@ -203,7 +222,7 @@ async fn write_loop(
         let Some(first) = first else { break };
         if let Err(e) = write_batch(&mut wr, &mut batch, first, &mut rx).await {
             debug!(peer = %conn.peer, error = %e, "write failed; closing the connection");
-            conn.close();
+            conn.close_with_error(format!("write failed: {e}"));
             return;
         }
     }
@@ -281,7 +300,7 @@ async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mu
                 Ok(_) => {}
                 Err(e) => {
                     debug!(peer = %conn.peer, error = %e, "read failed; closing the connection");
-                    break Some(e.to_string());
+                    break Some(format!("read failed: {e}"));
                 }
             }
         }
@@ -291,6 +310,7 @@ async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mu
         }
     };
     conn.close();
+    let error = error.or_else(|| conn.take_close_reason());
     env.connection_closed(&conn, error);
 }
 
