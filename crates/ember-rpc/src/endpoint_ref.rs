@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::oneshot;
 
@@ -136,6 +136,12 @@ impl<M: RpcMessage> EndpointRef<M> {
                 message: Some(message),
             });
         }
+        if let Err(error) = envelope::check_name(&self.inner.name) {
+            return Err(SendError {
+                error,
+                message: Some(message),
+            });
+        }
         if self.is_local() {
             return match self.local_sender() {
                 Some(Ok(inbox)) => {
@@ -211,6 +217,7 @@ impl<M: RpcMessage> EndpointRef<M> {
         if env.is_stopped() {
             return Err(RpcError::EnvStopped);
         }
+        envelope::check_name(&self.inner.name)?;
         let timed_out = || RpcError::AskTimeout {
             address: self.inner.address.clone(),
             endpoint: self.inner.name.clone(),
@@ -239,7 +246,7 @@ impl<M: RpcMessage> EndpointRef<M> {
                         Ok(*any.downcast::<R>().expect("type id checked above"))
                     } else {
                         let bytes = value.encode().map_err(|e| self.decode_error(e))?;
-                        env.decode(&bytes).map_err(|e| self.decode_error(e))
+                        env.decode_message(&bytes).map_err(|e| self.decode_error(e))
                     }
                 }
             };
@@ -286,7 +293,7 @@ impl<M: RpcMessage> EndpointRef<M> {
                 &self.inner.name,
                 failure,
             )),
-            Ok(Ok(Ok(bytes))) => env.decode(&bytes).map_err(|e| self.decode_error(e)),
+            Ok(Ok(Ok(bytes))) => env.decode_message(&bytes).map_err(|e| self.decode_error(e)),
         }
     }
 
@@ -335,11 +342,11 @@ impl<M: RpcMessage> EndpointRef<M> {
         }
     }
 
-    fn decode_error(&self, e: postcard::Error) -> RpcError {
+    fn decode_error(&self, reason: impl fmt::Display) -> RpcError {
         RpcError::DecodeReply {
             address: self.inner.address.clone(),
             endpoint: self.inner.name.clone(),
-            reason: e.to_string(),
+            reason: reason.to_string(),
         }
     }
 }
@@ -419,8 +426,15 @@ impl<M> Serialize for EndpointRef<M> {
 impl<'de, M: RpcMessage> Deserialize<'de> for EndpointRef<M> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = WireRef::deserialize(deserializer)?;
+        if !envelope::is_valid_name(&wire.name) {
+            return Err(refuse(format!(
+                "an endpoint ref names an endpoint of {} bytes; names must be 1 to {} bytes",
+                wire.name.len(),
+                envelope::MAX_NAME_LEN
+            )));
+        }
         let env = DECODING_ENV.with(|e| e.borrow().clone()).ok_or_else(|| {
-            D::Error::custom("an EndpointRef can only be decoded by an RpcEnv (RpcEnv::decode)")
+            refuse("an EndpointRef can only be decoded by an RpcEnv (RpcEnv::decode)".into())
         })?;
         Ok(EndpointRef::new(env, wire.address.into_owned(), &wire.name))
     }
@@ -428,10 +442,25 @@ impl<'de, M: RpcMessage> Deserialize<'de> for EndpointRef<M> {
 
 thread_local! {
     static DECODING_ENV: RefCell<Option<RpcEnv>> = const { RefCell::new(None) };
+    /// Why a ref refused to decode during the current decode: postcard's error for a custom
+    /// refusal carries no text.
+    static REFUSAL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn refuse<E: serde::de::Error>(reason: String) -> E {
+    let error = E::custom(&reason);
+    REFUSAL.with(|r| *r.borrow_mut() = Some(reason));
+    error
+}
+
+/// The reason a ref gave for refusing to decode since [`with_decoding_env`] began.
+pub(crate) fn take_refusal() -> Option<String> {
+    REFUSAL.with(|r| r.borrow_mut().take())
 }
 
 /// Runs `f` with `env` as the RpcEnv that decoded refs bind to.
 pub(crate) fn with_decoding_env<T>(env: &RpcEnv, f: impl FnOnce() -> T) -> T {
+    REFUSAL.with(|r| r.borrow_mut().take());
     struct Restore(Option<RpcEnv>);
     impl Drop for Restore {
         fn drop(&mut self) {

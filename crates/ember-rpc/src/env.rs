@@ -28,7 +28,7 @@ use crate::endpoint::{EndpointContext, RpcEndpoint, RpcMessage};
 use crate::endpoint_ref::EndpointRef;
 use crate::error::{HandlerResult, RpcError};
 use crate::transport::connection::Connection;
-use crate::transport::envelope::MAX_NAME_LEN;
+use crate::transport::envelope::check_name;
 use crate::transport::handshake::Secret;
 use crate::transport::outbox::Outbox;
 use crate::transport::server;
@@ -332,7 +332,9 @@ impl RpcEnv {
 
     /// A ref to the endpoint `name` at `address`, without checking that it exists. Sends to a
     /// missing endpoint are dropped (and logged there); asks fail with
-    /// [`RpcError::EndpointNotFound`].
+    /// [`RpcError::EndpointNotFound`]. A name that cannot exist (empty, or over 255 bytes) makes
+    /// every send and ask through the ref fail at once with [`RpcError::InvalidName`], before
+    /// anything is queued; [`setup_endpoint_ref`](Self::setup_endpoint_ref) refuses it up front.
     pub fn endpoint_ref<M: RpcMessage>(&self, address: RpcAddress, name: &str) -> EndpointRef<M> {
         EndpointRef::new(self.clone(), address, name)
     }
@@ -399,6 +401,17 @@ impl RpcEnv {
     /// Decodes a value; [`EndpointRef`]s inside it are bound to this RpcEnv.
     pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, postcard::Error> {
         crate::endpoint_ref::with_decoding_env(self, || postcard::from_bytes(bytes))
+    }
+
+    /// Decodes a message or reply that arrived: [`decode`](Self::decode), with the reason in
+    /// the error text when a ref inside refused to decode.
+    pub(crate) fn decode_message<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, String> {
+        crate::endpoint_ref::with_decoding_env(self, || {
+            postcard::from_bytes(bytes).map_err(|e| match crate::endpoint_ref::take_refusal() {
+                Some(refusal) => format!("{e}: {refusal}"),
+                None => e.to_string(),
+            })
+        })
     }
 
     pub(crate) fn next_request_id(&self) -> u64 {
@@ -480,15 +493,6 @@ impl RpcEnv {
                 .broadcast(PeerEvent::NetworkError(address.clone(), error));
         }
     }
-}
-
-fn check_name(name: &str) -> Result<(), RpcError> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(RpcError::InvalidName {
-            endpoint: name.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -380,3 +380,51 @@ async fn oversized_messages_are_refused_on_write_and_on_read() {
     limited.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn endpoint_names_that_do_not_fit_the_wire_are_refused_clearly() {
+    let (server, _) = recorder_env(config("server")).await;
+    let client = env().await;
+    let long = "n".repeat(256);
+    let invalid = RpcError::InvalidName {
+        endpoint: long.clone(),
+    };
+    let err = server
+        .setup_endpoint(&long, Recorder::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err, invalid);
+    assert!(err.to_string().contains("1 to 255 bytes"), "{err}");
+    let err = client
+        .setup_endpoint_ref::<Msg>(server.address(), &long)
+        .await
+        .unwrap_err();
+    assert_eq!(err, invalid);
+    // An unverified ref refuses before anything is queued, remote or local.
+    for at in [server.address(), client.address()] {
+        let r: EndpointRef<Msg> = client.endpoint_ref(at.clone(), &long);
+        let refused = r.send(Msg::Push(1)).unwrap_err();
+        assert_eq!(refused.error, invalid);
+        assert!(matches!(refused.message, Some(Msg::Push(1))));
+        assert_eq!(r.ask::<String>(Msg::Log).await.unwrap_err(), invalid);
+    }
+    // A message carrying a ref with such a name does not decode, and the asker learns why.
+    let bad: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), &long);
+    assert!(
+        server
+            .decode::<EndpointRef<Msg>>(&client.encode(&bad).unwrap())
+            .is_err()
+    );
+    let rec: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+    let err = rec.ask::<()>(Msg::CallBack(bad, 1)).await.unwrap_err();
+    assert!(
+        matches!(&err, RpcError::Remote { failure: CallFailure::UndecodableRequest { reason }, .. }
+            if reason.contains("endpoint of 256 bytes")),
+        "{err:?}"
+    );
+    let longest: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), &long[..255]);
+    let back: EndpointRef<Msg> = server.decode(&client.encode(&longest).unwrap()).unwrap();
+    assert_eq!(back.name().len(), 255);
+    client.shutdown().await;
+    server.shutdown().await;
+}

@@ -106,16 +106,9 @@ impl<M: RpcMessage> EndpointEntry for TypedEntry<M> {
         payload: &[u8],
         call: Option<RpcCallContext>,
     ) -> Result<(), (CallFailure, Option<RpcCallContext>)> {
-        let message: M = match env.decode(payload) {
+        let message: M = match env.decode_message(payload) {
             Ok(m) => m,
-            Err(e) => {
-                return Err((
-                    CallFailure::UndecodableRequest {
-                        reason: e.to_string(),
-                    },
-                    call,
-                ));
-            }
+            Err(reason) => return Err((CallFailure::UndecodableRequest { reason }, call)),
         };
         let item = match call {
             Some(call) => InboxItem::Request(message, call),
