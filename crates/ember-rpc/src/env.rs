@@ -404,13 +404,25 @@ impl RpcEnv {
     }
 
     /// Decodes a message or reply that arrived: [`decode`](Self::decode), with the reason in
-    /// the error text when a ref inside refused to decode.
+    /// the error text when a ref inside refused to decode. A `Deserialize` implementation that
+    /// panics makes the bytes undecodable too: the panic stops here, so it cannot take down the
+    /// connection's reader (nor an asker's task).
     pub(crate) fn decode_message<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, String> {
-        crate::endpoint_ref::with_decoding_env(self, || {
-            postcard::from_bytes(bytes).map_err(|e| match crate::endpoint_ref::take_refusal() {
-                Some(refusal) => format!("{e}: {refusal}"),
-                None => e.to_string(),
+        let decode = || {
+            crate::endpoint_ref::with_decoding_env(self, || {
+                postcard::from_bytes(bytes).map_err(|e| match crate::endpoint_ref::take_refusal() {
+                    Some(refusal) => format!("{e}: {refusal}"),
+                    None => e.to_string(),
+                })
             })
+        };
+        // Unwind safety: decoding reads `bytes` and builds a fresh value; the thread-local
+        // state it touches is reset by `with_decoding_env` on the way out.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
+            Err(format!(
+                "decoding panicked: {}",
+                crate::dispatcher::inbox::panic_message(payload.as_ref())
+            ))
         })
     }
 

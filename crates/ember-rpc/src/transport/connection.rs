@@ -1,5 +1,7 @@
 //! One established TCP connection: a writer task that batches queued frames into few writes, a
 //! reader task that splits frames and routes them, and the asks waiting for replies on it.
+//! However either task ends (an error, a panic, its runtime going away), the connection closes
+//! and its pending asks fail at once.
 //!
 //! Spark counterparts: `TransportClient` (pending RPCs) and `TransportChannelHandler`. Both
 //! directions use the same kind of connection: once the handshake is done it does not matter who
@@ -15,11 +17,12 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::address::RpcAddress;
 use crate::call_context::RpcCallContext;
 use crate::dispatcher::LookupCache;
+use crate::dispatcher::inbox::catch_panic;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, RpcError};
 use crate::transport::envelope::{self, Envelope};
@@ -101,8 +104,8 @@ impl Connection {
         });
         let (rd, wr) = stream.into_split();
         env.connection_opened(&conn);
-        env.spawn(write_loop(conn.clone(), wr, rx));
-        env.spawn(read_loop(env.clone(), conn.clone(), rd, buffered));
+        env.spawn(write_task(conn.clone(), wr, rx));
+        env.spawn(read_task(env.clone(), conn.clone(), rd, buffered));
         conn
     }
 
@@ -205,6 +208,14 @@ impl Connection {
     }
 }
 
+/// Runs the writer; a panic in it closes the connection instead of leaving it half alive.
+async fn write_task(conn: Arc<Connection>, wr: OwnedWriteHalf, rx: mpsc::UnboundedReceiver<Bytes>) {
+    if let Err(panic) = catch_panic(write_loop(conn.clone(), wr, rx)).await {
+        error!(peer = %conn.peer, %panic, "connection writer panicked; closing the connection");
+        conn.close_with_error(format!("the connection's writer panicked: {panic}"));
+    }
+}
+
 async fn write_loop(
     conn: Arc<Connection>,
     mut wr: OwnedWriteHalf,
@@ -268,16 +279,65 @@ async fn write_batch(
     Ok(())
 }
 
-async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mut buf: BytesMut) {
+/// Closes the connection and fails its pending asks however the reader ends: returning,
+/// panicking, or dropped unfinished with its runtime.
+struct ReaderExit {
+    env: RpcEnv,
+    conn: Arc<Connection>,
+    done: bool,
+}
+
+impl ReaderExit {
+    fn finish(mut self, error: Option<String>) {
+        self.done = true;
+        self.conn.close();
+        let error = error.or_else(|| self.conn.take_close_reason());
+        self.env.connection_closed(&self.conn, error);
+    }
+}
+
+impl Drop for ReaderExit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close();
+            self.env.connection_closed(&self.conn, None);
+        }
+    }
+}
+
+/// Runs the reader; whatever ends it, the connection closes and its pending asks fail.
+async fn read_task(env: RpcEnv, conn: Arc<Connection>, rd: OwnedReadHalf, buf: BytesMut) {
+    let exit = ReaderExit {
+        env: env.clone(),
+        conn: conn.clone(),
+        done: false,
+    };
+    let error = match catch_panic(read_loop(&env, &conn, rd, buf)).await {
+        Ok(error) => error,
+        Err(panic) => {
+            error!(peer = %conn.peer, %panic, "connection reader panicked; closing the connection");
+            Some(format!("the connection's reader panicked: {panic}"))
+        }
+    };
+    exit.finish(error);
+}
+
+/// Reads and routes frames until the connection closes; returns the error that closed it.
+async fn read_loop(
+    env: &RpcEnv,
+    conn: &Arc<Connection>,
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+) -> Option<String> {
     let decoder = FrameDecoder::new(conn.max_frame);
     let mut cache = LookupCache::default();
     let cancelled = conn.cancel.clone().cancelled_owned();
     tokio::pin!(cancelled);
-    let error = 'read: loop {
+    'read: loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Err(reason) = route(&env, &conn, &mut cache, frame) {
+                    if let Err(reason) = route(env, conn, &mut cache, frame) {
                         warn!(peer = %conn.peer, %reason, "closing connection: bad frame");
                         break 'read Some(reason);
                     }
@@ -308,10 +368,7 @@ async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mu
         if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
             buf = BytesMut::with_capacity(READ_CHUNK);
         }
-    };
-    conn.close();
-    let error = error.or_else(|| conn.take_close_reason());
-    env.connection_closed(&conn, error);
+    }
 }
 
 /// Routes one frame; an `Err` closes the connection.
