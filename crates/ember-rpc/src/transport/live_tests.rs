@@ -1,6 +1,8 @@
 //! A live server against raw sockets: refusals on the wire, and garbage that must only ever
 //! close the connection it came on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -217,13 +219,46 @@ fn garbage() -> impl Strategy<Value = Garbage> {
     ]
 }
 
+/// Counts the panics on the threads of one runtime, even those tokio or a `catch_unwind`
+/// absorbs: a connection task that panics is a bug even if the process survives it.
+struct PanicCounter {
+    count: Arc<AtomicUsize>,
+}
+
+impl PanicCounter {
+    /// Installs a panic hook that counts panics on threads named `thread_name` (and then runs
+    /// the hook that was there before).
+    fn install(thread_name: &'static str) -> Self {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some(thread_name) {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+        Self { count }
+    }
+
+    fn get(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
 #[test]
 fn a_live_server_survives_random_and_truncated_bytes() {
+    const THREADS: &str = "live-server-proptest";
+    let panics = PanicCounter::install(THREADS);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(THREADS)
         .enable_all()
         .build()
         .unwrap();
+    // The counter sees a panic that tokio absorbs.
+    let _ = rt.block_on(rt.spawn(async { panic!("a deliberate panic in a task") }));
+    assert_eq!(panics.get(), 1, "the panic counter works");
     let (env, client) = rt.block_on(async {
         let env = server().await;
         let client = RpcEnv::create(RpcEnvConfig::new("c", "127.0.0.1", 0))
@@ -261,6 +296,7 @@ fn a_live_server_survives_random_and_truncated_bytes() {
                 drop(stream);
                 still_serving(&address, &client).await;
             });
+            prop_assert_eq!(panics.get(), 1, "a task panicked on {:?}", g);
             Ok(())
         })
         .unwrap();
@@ -268,6 +304,7 @@ fn a_live_server_survives_random_and_truncated_bytes() {
         client.shutdown().await;
         env.shutdown().await;
     });
+    assert_eq!(panics.get(), 1, "a task panicked");
 }
 
 /// A message whose `Deserialize` panics on the byte 0xEE.
