@@ -42,8 +42,17 @@ pub const MESSAGE_MAX_SIZE: ConfigEntry<ByteSize> = ConfigEntry::bytes(
     Some("128m"),
     ByteUnit::MiB,
     "Largest RPC message (frame) an RpcEnv sends or accepts; a bare number is in MiB. A larger \
-     incoming frame closes its connection; a larger outgoing one fails the send.",
+     incoming frame closes its connection; a larger outgoing one fails the send. From 64k (so \
+     that every protocol message fits) to 2047m.",
 );
+
+/// The smallest `ember.rpc.message.maxSize` accepted: below it, ordinary protocol messages
+/// (registrations carrying refs and descriptions, status updates) would no longer fit and
+/// every send of them would fail.
+pub const MIN_MESSAGE_MAX_SIZE: ByteSize = ByteSize::from_kib(64);
+/// The largest `ember.rpc.message.maxSize` accepted (Spark parity:
+/// `RpcUtils.maxMessageSizeBytes` refuses 2048 MiB and more); frame lengths are 32-bit.
+pub const MAX_MESSAGE_MAX_SIZE: ByteSize = ByteSize::from_mib(2047);
 /// `ember.rpc.askTimeout`: how long an ask waits for its reply by default.
 pub const ASK_TIMEOUT: ConfigEntry<Duration> = ConfigEntry::duration(
     ASK_TIMEOUT_KEY,
@@ -129,9 +138,22 @@ impl RpcEnvConfig {
         conf: &EmberConf,
     ) -> Result<Self, ConfError> {
         let mut config = Self::new(system_name, bind_host, port);
-        config.max_message_size = usize::try_from(conf.get(&MESSAGE_MAX_SIZE)?.as_bytes())
-            .unwrap_or(usize::MAX)
-            .min(u32::MAX as usize);
+        let max = conf.get(&MESSAGE_MAX_SIZE)?;
+        if max < MIN_MESSAGE_MAX_SIZE || max > MAX_MESSAGE_MAX_SIZE {
+            let value = conf
+                .get_raw(MESSAGE_MAX_SIZE.key())
+                .or(MESSAGE_MAX_SIZE.default_text())
+                .unwrap_or_default();
+            return Err(ConfError::invalid_value(
+                MESSAGE_MAX_SIZE.key(),
+                value,
+                format!(
+                    "must be from {MIN_MESSAGE_MAX_SIZE} to {MAX_MESSAGE_MAX_SIZE} (a bare number \
+                     is in MiB); {max} would refuse ordinary messages or overflow a frame length"
+                ),
+            ));
+        }
+        config.max_message_size = max.as_bytes() as usize;
         config.ask_timeout = conf.get(&ASK_TIMEOUT)?;
         config.connect_timeout = conf.get(&CONNECT_TIMEOUT)?;
         if conf.get(&AUTHENTICATE)? {
@@ -533,5 +555,38 @@ mod tests {
             err.to_string().contains("ember.authenticate.secret"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn from_conf_refuses_a_max_message_size_no_message_fits_in() {
+        for (value, ok) in [
+            ("0", false),
+            ("0b", false),
+            ("1k", false),
+            ("63k", false),
+            ("64k", true),
+            ("2047m", true),
+            ("2g", false),
+            ("8g", false),
+        ] {
+            let mut conf = EmberConf::new();
+            conf.set("ember.rpc.message.maxSize", value);
+            match RpcEnvConfig::from_conf("t", "127.0.0.1", 0, &conf) {
+                Ok(c) => {
+                    assert!(ok, "{value} accepted");
+                    assert!(c.max_message_size >= 64 * 1024);
+                }
+                Err(err) => {
+                    assert!(!ok, "{value}: {err}");
+                    let text = err.to_string();
+                    assert!(
+                        text.contains("ember.rpc.message.maxSize")
+                            && text.contains(&format!("{value:?}"))
+                            && text.contains("64k"),
+                        "{text}"
+                    );
+                }
+            }
+        }
     }
 }
