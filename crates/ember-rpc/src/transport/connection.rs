@@ -22,7 +22,6 @@ use tracing::{debug, error, warn};
 use crate::address::RpcAddress;
 use crate::call_context::RpcCallContext;
 use crate::dispatcher::LookupCache;
-use crate::dispatcher::inbox::catch_panic;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, RpcError};
 use crate::transport::envelope::{self, Envelope};
@@ -104,7 +103,7 @@ impl Connection {
         });
         let (rd, wr) = stream.into_split();
         env.connection_opened(&conn);
-        env.spawn(write_task(conn.clone(), wr, rx));
+        env.spawn(write_loop(conn.clone(), wr, rx));
         env.spawn(read_task(env.clone(), conn.clone(), rd, buffered));
         conn
     }
@@ -208,11 +207,23 @@ impl Connection {
     }
 }
 
-/// Runs the writer; a panic in it closes the connection instead of leaving it half alive.
-async fn write_task(conn: Arc<Connection>, wr: OwnedWriteHalf, rx: mpsc::UnboundedReceiver<Bytes>) {
-    if let Err(panic) = catch_panic(write_loop(conn.clone(), wr, rx)).await {
-        error!(peer = %conn.peer, %panic, "connection writer panicked; closing the connection");
-        conn.close_with_error(format!("the connection's writer panicked: {panic}"));
+/// Closes the connection however the writer ends: a panic in it (tokio drops a panicking
+/// task's future while unwinding) must not leave the connection half alive. A guard rather
+/// than a wrapping future, which would hold a second copy of the loop's state in every
+/// connection.
+struct WriterExit {
+    conn: Arc<Connection>,
+}
+
+impl Drop for WriterExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            error!(peer = %self.conn.peer, "connection writer panicked; closing the connection");
+            self.conn
+                .close_with_error("the connection's writer panicked".to_owned());
+        } else {
+            self.conn.close();
+        }
     }
 }
 
@@ -221,6 +232,7 @@ async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
 ) {
+    let _exit = WriterExit { conn: conn.clone() };
     let mut batch = BytesMut::new();
     let cancelled = conn.cancel.clone().cancelled_owned();
     tokio::pin!(cancelled);
@@ -280,7 +292,9 @@ async fn write_batch(
 }
 
 /// Closes the connection and fails its pending asks however the reader ends: returning,
-/// panicking, or dropped unfinished with its runtime.
+/// panicking (tokio drops a panicking task's future while unwinding), or dropped unfinished
+/// with its runtime. A guard rather than a wrapping future, which would hold a second copy of
+/// the loop's state in every connection.
 struct ReaderExit {
     env: RpcEnv,
     conn: Arc<Connection>,
@@ -298,10 +312,17 @@ impl ReaderExit {
 
 impl Drop for ReaderExit {
     fn drop(&mut self) {
-        if !self.done {
-            self.conn.close();
-            self.env.connection_closed(&self.conn, None);
+        if self.done {
+            return;
         }
+        self.conn.close();
+        let error = if std::thread::panicking() {
+            error!(peer = %self.conn.peer, "connection reader panicked; closing the connection");
+            Some("the connection's reader panicked".to_owned())
+        } else {
+            None
+        };
+        self.env.connection_closed(&self.conn, error);
     }
 }
 
@@ -312,13 +333,7 @@ async fn read_task(env: RpcEnv, conn: Arc<Connection>, rd: OwnedReadHalf, buf: B
         conn: conn.clone(),
         done: false,
     };
-    let error = match catch_panic(read_loop(&env, &conn, rd, buf)).await {
-        Ok(error) => error,
-        Err(panic) => {
-            error!(peer = %conn.peer, %panic, "connection reader panicked; closing the connection");
-            Some(format!("the connection's reader panicked: {panic}"))
-        }
-    };
+    let error = read_loop(&env, &conn, rd, buf).await;
     exit.finish(error);
 }
 
