@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p ember-rpc --example rpc_bench            # everything
 //! cargo run --release -p ember-rpc --example rpc_bench -- ask     # one part: ask | oneway | idle
-//! cargo run --release -p ember-rpc --example rpc_bench -- ask --conf ember.rpc.askTimeout=5s
+//! cargo run --release -p ember-rpc --example rpc_bench -- ask --conf ember.rpc.ask.busyPoll=0
 //! ```
 //!
 //! The server runs in a child process (this same binary with `--serve`), so the client's work

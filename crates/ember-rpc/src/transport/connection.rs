@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +25,7 @@ use crate::call_context::RpcCallContext;
 use crate::dispatcher::LookupCache;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, RpcError};
+use crate::transport::busy_poll::BusyPoll;
 use crate::transport::envelope::{self, Envelope};
 use crate::transport::frame::FrameDecoder;
 
@@ -58,7 +60,8 @@ impl Outgoing {
 #[derive(Debug, Default)]
 struct Pending {
     closed: bool,
-    asks: HashMap<u64, oneshot::Sender<WireReply>>,
+    /// Each waiting ask's reply slot, and when it was queued.
+    asks: HashMap<u64, (oneshot::Sender<WireReply>, Instant)>,
     inserts: u32,
 }
 
@@ -80,6 +83,11 @@ pub(crate) struct Connection {
     cancel: CancellationToken,
     /// Why an error closed the connection; the first reason wins.
     close_reason: Mutex<Option<String>>,
+    /// `ember.rpc.ask.busyPoll`, in µs (kept small: every connection holds it).
+    poll_budget_us: u32,
+    /// Made for the first request the connection carries, so that connections that only
+    /// answer or send do not pay for it.
+    asking: OnceLock<Box<BusyPoll>>,
 }
 
 impl Connection {
@@ -100,6 +108,9 @@ impl Connection {
             pending: Mutex::new(Pending::default()),
             cancel: env.shutdown_token().child_token(),
             close_reason: Mutex::new(None),
+            poll_budget_us: u32::try_from(env.config().ask_busy_poll.as_micros())
+                .unwrap_or(u32::MAX),
+            asking: OnceLock::new(),
         });
         let (rd, wr) = stream.into_split();
         env.connection_opened(&conn);
@@ -166,12 +177,18 @@ impl Connection {
                 })));
                 return;
             }
-            pending.asks.insert(id, tx);
+            pending.asks.insert(id, (tx, Instant::now()));
+            if self.poll_budget_us > 0 {
+                let budget = Duration::from_micros(self.poll_budget_us.into());
+                self.asking
+                    .get_or_init(|| Box::new(BusyPoll::new(budget)))
+                    .request_queued();
+            }
             pending.inserts += 1;
             // Asks that timed out leave their slot behind; sweep them now and then.
             if pending.inserts >= 1024 {
                 pending.inserts = 0;
-                pending.asks.retain(|_, tx| !tx.is_closed());
+                pending.asks.retain(|_, (tx, _)| !tx.is_closed());
             }
         }
         self.send_frame(out.frame);
@@ -185,7 +202,10 @@ impl Connection {
             .asks
             .remove(&id);
         match tx {
-            Some(tx) => {
+            Some((tx, queued)) => {
+                if let Some(asking) = self.asking.get() {
+                    asking.reply_arrived(queued.elapsed());
+                }
                 let _ = tx.send(reply);
             }
             None => debug!(peer = %self.peer, id, "reply for an ask that is no longer waiting"),
@@ -199,7 +219,7 @@ impl Connection {
             pending.closed = true;
             std::mem::take(&mut pending.asks)
         };
-        for (_, tx) in asks {
+        for (_, (tx, _)) in asks {
             let _ = tx.send(Err(ReplyError::Transport(RpcError::ConnectionLost {
                 address: self.peer.clone(),
             })));
@@ -247,6 +267,14 @@ async fn write_loop(
             debug!(peer = %conn.peer, error = %e, "write failed; closing the connection");
             conn.close_with_error(format!("write failed: {e}"));
             return;
+        }
+        // A request went out: perhaps wait here, without parking, for its reply to arrive;
+        // the reader then finds it as soon as this task yields.
+        if let Some(asking) = conn.asking.get()
+            && asking.should_poll_after_write()
+            && let Err(e) = asking.poll(wr.as_ref(), || !conn.is_open() || !rx.is_empty())
+        {
+            debug!(peer = %conn.peer, error = %e, "polling for a reply failed");
         }
     }
     // Closing: flush what is already queued (e.g. a goodbye sent from on_stop), briefly.
