@@ -4,20 +4,27 @@
 //! ```text
 //! cargo run --release -p ember-rpc --example rpc_bench            # everything
 //! cargo run --release -p ember-rpc --example rpc_bench -- ask     # one part: ask | oneway | idle
+//! cargo run --release -p ember-rpc --example rpc_bench -- ask --conf ember.rpc.ask.busyPoll=0
 //! ```
 //!
 //! The server runs in a child process (this same binary with `--serve`), so the client's work
-//! and the server's memory are measured apart. Ask latency is printed beside the platform's
-//! floor: a bare blocking-socket ping-pong between two processes. On an idle virtual machine
-//! that floor is dominated by waking halted CPUs and moves with load, so compare the two.
+//! and the server's memory are measured apart; the idle-connection figure gets a fresh server
+//! process of its own. `--conf key=value` sets RPC configuration on both sides.
+//!
+//! Asks are timed from a task on the runtime (as endpoints and their tasks ask) and from a
+//! plain thread, beside the platform's floor: a bare blocking-socket ping-pong between two
+//! processes, timed alone first and then in rounds interleaved with the asks. On a virtual
+//! machine that floor is dominated by waking halted CPUs and moves with load, so compare the
+//! figures of one run with each other.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ember_rpc::{
-    EndpointContext, EndpointRef, HandlerResult, RpcAddress, RpcCallContext, RpcEndpoint, RpcEnv,
-    RpcEnvConfig,
+    EmberConf, EndpointContext, EndpointRef, HandlerResult, RpcAddress, RpcCallContext,
+    RpcEndpoint, RpcEnv, RpcEnvConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -61,8 +68,16 @@ impl RpcEndpoint for Sink {
     }
 }
 
+/// `--conf key=value` pairs given on the command line; the server process gets them too.
+static CONF: OnceLock<Vec<String>> = OnceLock::new();
+
 fn config(name: &str) -> RpcEnvConfig {
-    RpcEnvConfig::new(name, "127.0.0.1", 0)
+    let mut conf = EmberConf::new();
+    for pair in CONF.get().into_iter().flatten() {
+        let (key, value) = pair.split_once('=').expect("--conf takes key=value");
+        conf.set(key, value);
+    }
+    RpcEnvConfig::from_conf(name, "127.0.0.1", 0, &conf).expect("a valid --conf")
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -89,6 +104,7 @@ impl Drop for Server {
 fn spawn_server() -> Server {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .arg("--serve")
+        .args(CONF.get().into_iter().flatten().flat_map(|p| ["--conf", p]))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -119,13 +135,55 @@ async fn serve() {
     .await;
 }
 
+/// Ask round trips, interleaved in short rounds with the platform's floor so that all three
+/// series see the same machine: how busy the other CPUs are, and whether the two processes'
+/// threads happen to share a virtual CPU (then a wake-up needs no halted CPU woken), moves
+/// every figure here.
 async fn bench_ask(server: &RpcAddress) {
+    const ROUNDS: usize = 25;
+    const PER_ROUND: usize = 2_000;
     let env = RpcEnv::create(config("bench-client")).await.unwrap();
     let sink: EndpointRef<Bench> = env.setup_endpoint_ref(server, "sink").await.unwrap();
+    // The floor alone first, before anything else has run on this machine for a while.
+    let mut floor = Floor::start();
+    floor.samples(5_000);
+    report(
+        "platform floor (blocking 64-byte socket ping-pong between two processes, alone)",
+        floor.samples(20_000),
+    );
     for i in 0..5_000 {
         let _: u64 = sink.ask(Bench::Ping(i)).await.unwrap();
     }
-    let n = 50_000;
+    let (mut from_task, mut from_thread, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        bare.extend(floor.samples(PER_ROUND));
+        // As endpoints and their spawned tasks ask: from a task on the runtime.
+        let s = sink.clone();
+        from_task.extend(
+            tokio::spawn(async move { ask_samples(&s, PER_ROUND).await })
+                .await
+                .unwrap(),
+        );
+        // From a thread outside the runtime's workers (here the one blocked in block_on).
+        from_thread.extend(ask_samples(&sink, PER_ROUND).await);
+    }
+    let n = ROUNDS * PER_ROUND;
+    report(
+        &format!("ask round trip, from a task ({n} asks, 1 sender)"),
+        from_task,
+    );
+    report(
+        &format!("ask round trip, from a plain thread ({n} asks, 1 sender)"),
+        from_thread,
+    );
+    report(
+        "platform floor (blocking 64-byte socket ping-pong between two processes, interleaved)",
+        bare,
+    );
+    env.shutdown().await;
+}
+
+async fn ask_samples(sink: &EndpointRef<Bench>, n: usize) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(n);
     for i in 0..n as u64 {
         let t = Instant::now();
@@ -133,15 +191,20 @@ async fn bench_ask(server: &RpcAddress) {
         samples.push(t.elapsed());
         assert_eq!(back, i);
     }
+    samples
+}
+
+fn report(what: &str, mut samples: Vec<Duration>) {
     samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    let pct = |p: f64| {
+        samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1e6
+    };
     println!(
-        "ask round trip ({n} asks, 1 sender): p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
-        pct(0.50).as_secs_f64() * 1e6,
-        pct(0.99).as_secs_f64() * 1e6,
-        pct(0.999).as_secs_f64() * 1e6
+        "{what}: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
+        pct(0.50),
+        pct(0.99),
+        pct(0.999)
     );
-    env.shutdown().await;
 }
 
 async fn bench_oneway(server: &RpcAddress, senders: usize, total: u64) {
@@ -197,59 +260,103 @@ async fn bench_oneway(server: &RpcAddress, senders: usize, total: u64) {
     }
 }
 
-async fn bench_idle(server: &Server, connections: usize) {
+/// Memory of idle connections, in a server process of its own: in one that has run the other
+/// phases, the allocator's retained pages (and what it hands back meanwhile) swamp the figure.
+async fn bench_idle(connections: usize) {
+    let server = spawn_server();
     let pid = server.child.id();
-    let before = rss_kib(pid);
+    // A first connection warms the server's one-off allocations (the verifier's first
+    // request, lazily built tables) so that they are not counted per connection.
+    let warm = RpcEnv::create(config("idle-warm")).await.unwrap();
+    let r: EndpointRef<Bench> = warm.endpoint_ref(server.address.clone(), "sink");
+    let _: u64 = r.ask(Bench::Ping(1)).await.unwrap();
+    let before = settled_rss_kib(pid).await;
     let mut envs = Vec::new();
-    for i in 0..connections {
-        let env = RpcEnv::create(config(&format!("idle-{i}"))).await.unwrap();
-        let r: EndpointRef<Bench> = env.endpoint_ref(server.address.clone(), "sink");
-        let _: u64 = r.ask(Bench::Ping(1)).await.unwrap();
-        envs.push(env);
+    let mut steps = Vec::new();
+    for step in [connections / 2, connections] {
+        while envs.len() < step {
+            let env = RpcEnv::create(config(&format!("idle-{}", envs.len())))
+                .await
+                .unwrap();
+            let r: EndpointRef<Bench> = env.endpoint_ref(server.address.clone(), "sink");
+            let _: u64 = r.ask(Bench::Ping(1)).await.unwrap();
+            envs.push(env);
+        }
+        steps.push((step, settled_rss_kib(pid).await));
     }
-    // Let the server settle, then measure.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(pid);
+    let per = |(n, rss): (usize, u64)| rss.saturating_sub(before) as f64 / n as f64;
+    let (half, full) = (steps[0], steps[1]);
     println!(
-        "idle connections: server RSS {before} KiB before, {after} KiB with {connections} connections = {:.1} KiB per connection",
-        (after.saturating_sub(before)) as f64 / connections as f64
+        "idle connections (fresh server process): RSS {before} KiB before, {} KiB with {}, \
+         {} KiB with {} = {:.1} KiB per connection ({:.1} at {})",
+        half.1,
+        half.0,
+        full.1,
+        full.0,
+        per(full),
+        per(half),
+        half.0
     );
     for env in envs {
         env.shutdown().await;
     }
+    warm.shutdown().await;
+}
+
+/// The server's RSS once it has stopped changing (it serves nothing meanwhile).
+async fn settled_rss_kib(pid: u32) -> u64 {
+    let mut last = rss_kib(pid);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = rss_kib(pid);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
 
 /// The platform's floor for a round trip: 64 bytes echoed over a blocking socket between two
 /// processes, with no framework at all.
-fn bench_floor() {
-    use std::io::{Read, Write};
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--echo")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the echo process");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port: u16 = lines.next().unwrap().unwrap().trim().parse().unwrap();
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (out, mut back) = ([7u8; 64], [0u8; 64]);
-    let mut samples = Vec::new();
-    for i in 0..55_000 {
-        let t = Instant::now();
-        stream.write_all(&out).unwrap();
-        stream.read_exact(&mut back).unwrap();
-        if i >= 5_000 {
-            samples.push(t.elapsed());
-        }
+struct Floor {
+    child: Child,
+    stream: std::net::TcpStream,
+}
+
+impl Floor {
+    fn start() -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--echo")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the echo process");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port: u16 = lines.next().unwrap().unwrap().trim().parse().unwrap();
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Floor { child, stream }
     }
-    samples.sort();
-    println!(
-        "platform floor (blocking 64-byte socket ping-pong between two processes): p50 {:.1} µs, p99 {:.1} µs",
-        samples[samples.len() / 2].as_secs_f64() * 1e6,
-        samples[samples.len() * 99 / 100].as_secs_f64() * 1e6
-    );
-    let _ = child.kill();
-    let _ = child.wait();
+
+    fn samples(&mut self, n: usize) -> Vec<Duration> {
+        use std::io::{Read, Write};
+        let (out, mut back) = ([7u8; 64], [0u8; 64]);
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                self.stream.write_all(&out).unwrap();
+                self.stream.read_exact(&mut back).unwrap();
+                t.elapsed()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn echo() {
@@ -267,7 +374,17 @@ fn echo() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = Vec::new();
+    let mut confs = Vec::new();
+    let mut given = std::env::args().skip(1);
+    while let Some(arg) = given.next() {
+        if arg == "--conf" {
+            confs.push(given.next().expect("--conf takes key=value"));
+        } else {
+            args.push(arg);
+        }
+    }
+    CONF.set(confs).unwrap();
     if args.first().map(String::as_str) == Some("--echo") {
         echo();
         return;
@@ -289,18 +406,19 @@ fn main() {
         return;
     }
     let which = args.first().cloned().unwrap_or_else(|| "all".into());
-    let server = spawn_server();
     rt.block_on(async {
-        if which == "all" || which == "ask" {
-            bench_floor();
-            bench_ask(&server.address).await;
-        }
-        if which == "all" || which == "oneway" {
-            bench_oneway(&server.address, 1, 2_000_000).await;
-            bench_oneway(&server.address, 4, 2_000_000).await;
+        if which == "all" || which == "ask" || which == "oneway" {
+            let server = spawn_server();
+            if which == "all" || which == "ask" {
+                bench_ask(&server.address).await;
+            }
+            if which == "all" || which == "oneway" {
+                bench_oneway(&server.address, 1, 2_000_000).await;
+                bench_oneway(&server.address, 4, 2_000_000).await;
+            }
         }
         if which == "all" || which == "idle" {
-            bench_idle(&server, 1000).await;
+            bench_idle(1000).await;
         }
     });
 }

@@ -32,19 +32,16 @@
 //! message.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, warn};
 
 use crate::address::RpcAddress;
+use crate::call_context::RpcCallContext;
 use crate::endpoint_ref::EndpointRef;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, HandlerResult, RpcError};
-use crate::transport::connection::{Connection, ReplyError, WireReply};
-use crate::transport::envelope;
 
 /// A message type an endpoint can receive: serializable so it can cross the network.
 pub trait RpcMessage: Serialize + DeserializeOwned + Send + 'static {}
@@ -147,7 +144,8 @@ impl<M: RpcMessage> EndpointContext<M> {
         self.self_ref.name()
     }
 
-    /// Stops this endpoint once the current message is handled.
+    /// Stops this endpoint: the messages already queued (behind the current one) are still
+    /// handled, then `on_stop` runs; messages sent after this call are refused.
     pub fn stop_self(&self) {
         self.env.stop(&self.self_ref);
     }
@@ -233,200 +231,5 @@ impl TimerHandle {
 impl Drop for TimerHandle {
     fn drop(&mut self) {
         self.token.cancel();
-    }
-}
-
-/// A reply that stays in the process: the value itself, re-encoded only if the asker expects a
-/// different type than the replier sent.
-pub(crate) trait LocalReply: Send {
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
-    fn value_type(&self) -> std::any::TypeId;
-    fn encode(&self) -> Result<Vec<u8>, postcard::Error>;
-}
-
-impl<T: Serialize + Send + 'static> LocalReply for T {
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
-        self
-    }
-    fn value_type(&self) -> std::any::TypeId {
-        std::any::TypeId::of::<T>()
-    }
-    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_allocvec(self)
-    }
-}
-
-pub(crate) type LocalReplyResult = Result<Box<dyn LocalReply>, CallFailure>;
-
-pub(crate) enum ReplySink {
-    Local(tokio::sync::oneshot::Sender<LocalReplyResult>),
-    /// A local asker whose ref is typed differently: the reply travels encoded.
-    Encoded(tokio::sync::oneshot::Sender<WireReply>),
-    Remote {
-        connection: Arc<Connection>,
-        request_id: u64,
-    },
-}
-
-/// The shared slot a request's reply goes through: the handler's [`RpcCallContext`] and the
-/// endpoint loop both hold it, so that a panicking handler's asker still gets an answer.
-pub(crate) struct ReplySlot {
-    sink: Mutex<Option<ReplySink>>,
-    endpoint: String,
-}
-
-impl ReplySlot {
-    fn take(&self) -> Option<ReplySink> {
-        self.sink.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    pub(crate) fn fail(&self, failure: CallFailure) {
-        let Some(sink) = self.take() else { return };
-        match sink {
-            ReplySink::Local(tx) => {
-                let _ = tx.send(Err(failure));
-            }
-            ReplySink::Encoded(tx) => {
-                let _ = tx.send(Err(ReplyError::Failure(failure)));
-            }
-            ReplySink::Remote {
-                connection,
-                request_id,
-            } => {
-                connection.send_failure(request_id, &failure);
-            }
-        }
-    }
-}
-
-/// The handle for answering one request. Reply with [`reply`](Self::reply) or fail with
-/// [`send_failure`](Self::send_failure), now or later. Dropping it unanswered fails the request
-/// with [`CallFailure::NoReply`].
-pub struct RpcCallContext {
-    slot: Arc<ReplySlot>,
-    sender: Option<RpcAddress>,
-}
-
-impl std::fmt::Debug for RpcCallContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RpcCallContext")
-            .field("endpoint", &self.slot.endpoint)
-            .field("sender", &self.sender)
-            .finish()
-    }
-}
-
-impl RpcCallContext {
-    pub(crate) fn local(
-        endpoint: &str,
-        tx: tokio::sync::oneshot::Sender<LocalReplyResult>,
-    ) -> Self {
-        Self {
-            slot: Arc::new(ReplySlot {
-                sink: Mutex::new(Some(ReplySink::Local(tx))),
-                endpoint: endpoint.to_owned(),
-            }),
-            sender: None,
-        }
-    }
-
-    pub(crate) fn local_encoded(
-        endpoint: &str,
-        tx: tokio::sync::oneshot::Sender<WireReply>,
-    ) -> Self {
-        Self {
-            slot: Arc::new(ReplySlot {
-                sink: Mutex::new(Some(ReplySink::Encoded(tx))),
-                endpoint: endpoint.to_owned(),
-            }),
-            sender: None,
-        }
-    }
-
-    pub(crate) fn remote(endpoint: &str, connection: Arc<Connection>, request_id: u64) -> Self {
-        let sender = Some(connection.peer().clone());
-        Self {
-            slot: Arc::new(ReplySlot {
-                sink: Mutex::new(Some(ReplySink::Remote {
-                    connection,
-                    request_id,
-                })),
-                endpoint: endpoint.to_owned(),
-            }),
-            sender,
-        }
-    }
-
-    pub(crate) fn slot(&self) -> Arc<ReplySlot> {
-        self.slot.clone()
-    }
-
-    /// The address of the RpcEnv that asked, or `None` when the asker is in this process.
-    pub fn sender_address(&self) -> Option<&RpcAddress> {
-        self.sender.as_ref()
-    }
-
-    /// Answers the request. A reply that cannot be encoded, or is larger than
-    /// `ember.rpc.message.maxSize`, fails the request instead, and the reason is logged.
-    pub fn reply<T: Serialize + Send + 'static>(self, value: T) {
-        let Some(sink) = self.slot.take() else { return };
-        match sink {
-            ReplySink::Local(tx) => {
-                let _ = tx.send(Ok(Box::new(value)));
-            }
-            ReplySink::Encoded(tx) => {
-                let reply = postcard::to_allocvec(&value)
-                    .map(bytes::Bytes::from)
-                    .map_err(|e| {
-                        ReplyError::Failure(CallFailure::HandlerFailed {
-                            message: format!("the reply could not be encoded: {e}"),
-                        })
-                    });
-                let _ = tx.send(reply);
-            }
-            ReplySink::Remote {
-                connection,
-                request_id,
-            } => match envelope::encode_response(request_id, &value, connection.max_frame()) {
-                Ok(frame) => connection.send_frame(frame),
-                Err(err) => {
-                    warn!(endpoint = %self.slot.endpoint, peer = %connection.peer(), %err,
-                        "reply could not be sent; failing the request instead");
-                    connection.send_failure(
-                        request_id,
-                        &CallFailure::HandlerFailed {
-                            message: format!("the reply could not be sent: {err}"),
-                        },
-                    );
-                }
-            },
-        }
-    }
-
-    /// Fails the request; the asker gets `failure` in an [`RpcError::Remote`].
-    pub fn send_failure(self, failure: CallFailure) {
-        self.slot.fail(failure);
-    }
-
-    /// Fails the request with an error's text as [`CallFailure::HandlerFailed`].
-    pub fn send_error(self, error: &dyn std::fmt::Display) {
-        self.slot.fail(CallFailure::HandlerFailed {
-            message: error.to_string(),
-        });
-    }
-}
-
-impl Drop for RpcCallContext {
-    fn drop(&mut self) {
-        // While unwinding, the endpoint loop answers with the panic message instead.
-        // While the endpoint loop holds the slot (the handler is still running), the loop
-        // answers instead: with the handler's error, its panic, or `NoReply`.
-        if Arc::strong_count(&self.slot) == 1
-            && !std::thread::panicking()
-            && self.slot.sink.lock().map(|s| s.is_some()).unwrap_or(false)
-        {
-            debug!(endpoint = %self.slot.endpoint, "request dropped without a reply");
-            self.slot.fail(CallFailure::NoReply);
-        }
     }
 }

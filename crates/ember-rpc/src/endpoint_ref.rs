@@ -11,13 +11,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::address::{RpcAddress, URL_SCHEME};
-use crate::dispatcher::InboxItem;
-use crate::endpoint::{RpcCallContext, RpcMessage};
+use crate::call_context::RpcCallContext;
+use crate::dispatcher::{Inbox, InboxItem};
+use crate::endpoint::RpcMessage;
 use crate::env::{ASK_TIMEOUT_KEY, RpcEnv};
 use crate::error::RpcError;
 use crate::transport::connection::{Outgoing, ReplyError};
@@ -33,7 +34,7 @@ struct RefInner<M> {
     env: RpcEnv,
     address: RpcAddress,
     name: String,
-    local: OnceLock<mpsc::UnboundedSender<InboxItem<M>>>,
+    local: OnceLock<Inbox<M>>,
     outbox: OnceLock<Arc<Outbox>>,
 }
 
@@ -107,9 +108,9 @@ impl<M: RpcMessage> EndpointRef<M> {
         }
     }
 
-    pub(crate) fn local(env: RpcEnv, name: &str, tx: mpsc::UnboundedSender<InboxItem<M>>) -> Self {
+    pub(crate) fn local(env: RpcEnv, name: &str, inbox: Inbox<M>) -> Self {
         let this = Self::new(env.clone(), env.address().clone(), name);
-        let _ = this.inner.local.set(tx);
+        let _ = this.inner.local.set(inbox);
         this
     }
 
@@ -135,15 +136,25 @@ impl<M: RpcMessage> EndpointRef<M> {
                 message: Some(message),
             });
         }
+        if let Err(error) = envelope::check_name(&self.inner.name) {
+            return Err(SendError {
+                error,
+                message: Some(message),
+            });
+        }
         if self.is_local() {
             return match self.local_sender() {
-                Some(Ok(tx)) => tx.send(InboxItem::OneWay(message)).map_err(|e| SendError {
-                    error: self.stopped_error(),
-                    message: match e.0 {
-                        InboxItem::OneWay(m) => Some(m),
-                        _ => None,
-                    },
-                }),
+                Some(Ok(inbox)) => {
+                    inbox
+                        .post(InboxItem::OneWay(message))
+                        .map_err(|item| SendError {
+                            error: self.stopped_error(),
+                            message: match item {
+                                InboxItem::OneWay(m) => Some(m),
+                                _ => None,
+                            },
+                        })
+                }
                 Some(Err(())) => {
                     let bytes = env.encode(&message).map_err(|error| SendError {
                         error,
@@ -206,6 +217,7 @@ impl<M: RpcMessage> EndpointRef<M> {
         if env.is_stopped() {
             return Err(RpcError::EnvStopped);
         }
+        envelope::check_name(&self.inner.name)?;
         let timed_out = || RpcError::AskTimeout {
             address: self.inner.address.clone(),
             endpoint: self.inner.name.clone(),
@@ -213,11 +225,11 @@ impl<M: RpcMessage> EndpointRef<M> {
             key,
         };
         if self.is_local()
-            && let Some(Ok(tx)) = self.local_sender()
+            && let Some(Ok(inbox)) = self.local_sender()
         {
             let (reply_tx, reply_rx) = oneshot::channel();
             let call = RpcCallContext::local(&self.inner.name, reply_tx);
-            if tx.send(InboxItem::Request(message, call)).is_err() {
+            if inbox.post(InboxItem::Request(message, call)).is_err() {
                 return Err(self.stopped_error());
             }
             return match tokio::time::timeout(timeout, reply_rx).await {
@@ -234,7 +246,7 @@ impl<M: RpcMessage> EndpointRef<M> {
                         Ok(*any.downcast::<R>().expect("type id checked above"))
                     } else {
                         let bytes = value.encode().map_err(|e| self.decode_error(e))?;
-                        env.decode(&bytes).map_err(|e| self.decode_error(e))
+                        env.decode_message(&bytes).map_err(|e| self.decode_error(e))
                     }
                 }
             };
@@ -281,29 +293,33 @@ impl<M: RpcMessage> EndpointRef<M> {
                 &self.inner.name,
                 failure,
             )),
-            Ok(Ok(Ok(bytes))) => env.decode(&bytes).map_err(|e| self.decode_error(e)),
+            Ok(Ok(Ok(bytes))) => env.decode_message(&bytes).map_err(|e| self.decode_error(e)),
         }
     }
 
     /// The local inbox: `Some(Ok)` if it takes `M`, `Some(Err)` if it takes another type,
     /// `None` if there is no such endpoint.
-    fn local_sender(&self) -> Option<Result<mpsc::UnboundedSender<InboxItem<M>>, ()>> {
-        if let Some(tx) = self.inner.local.get()
-            && !tx.is_closed()
+    fn local_sender(&self) -> Option<Result<Inbox<M>, ()>> {
+        let cached = self.inner.local.get();
+        if let Some(inbox) = cached
+            && inbox.is_open()
         {
-            return Some(Ok(tx.clone()));
+            return Some(Ok(inbox.clone()));
         }
         match self
             .inner
             .env
             .dispatcher()
-            .typed_sender::<M>(&self.inner.name)?
+            .typed_sender::<M>(&self.inner.name)
         {
-            Some(tx) => {
-                let _ = self.inner.local.set(tx.clone());
-                Some(Ok(tx))
+            Some(Some(inbox)) => {
+                let _ = self.inner.local.set(inbox.clone());
+                Some(Ok(inbox))
             }
-            None => Some(Err(())),
+            Some(None) => Some(Err(())),
+            // The endpoint this ref knew has stopped and nothing took its name: its closed inbox
+            // refuses with "stopped" rather than "no such endpoint".
+            None => cached.map(|inbox| Ok(inbox.clone())),
         }
     }
 
@@ -326,11 +342,11 @@ impl<M: RpcMessage> EndpointRef<M> {
         }
     }
 
-    fn decode_error(&self, e: postcard::Error) -> RpcError {
+    fn decode_error(&self, reason: impl fmt::Display) -> RpcError {
         RpcError::DecodeReply {
             address: self.inner.address.clone(),
             endpoint: self.inner.name.clone(),
-            reason: e.to_string(),
+            reason: reason.to_string(),
         }
     }
 }
@@ -410,8 +426,15 @@ impl<M> Serialize for EndpointRef<M> {
 impl<'de, M: RpcMessage> Deserialize<'de> for EndpointRef<M> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = WireRef::deserialize(deserializer)?;
+        if !envelope::is_valid_name(&wire.name) {
+            return Err(refuse(format!(
+                "an endpoint ref names an endpoint of {} bytes; names must be 1 to {} bytes",
+                wire.name.len(),
+                envelope::MAX_NAME_LEN
+            )));
+        }
         let env = DECODING_ENV.with(|e| e.borrow().clone()).ok_or_else(|| {
-            D::Error::custom("an EndpointRef can only be decoded by an RpcEnv (RpcEnv::decode)")
+            refuse("an EndpointRef can only be decoded by an RpcEnv (RpcEnv::decode)".into())
         })?;
         Ok(EndpointRef::new(env, wire.address.into_owned(), &wire.name))
     }
@@ -419,10 +442,25 @@ impl<'de, M: RpcMessage> Deserialize<'de> for EndpointRef<M> {
 
 thread_local! {
     static DECODING_ENV: RefCell<Option<RpcEnv>> = const { RefCell::new(None) };
+    /// Why a ref refused to decode during the current decode: postcard's error for a custom
+    /// refusal carries no text.
+    static REFUSAL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn refuse<E: serde::de::Error>(reason: String) -> E {
+    let error = E::custom(&reason);
+    REFUSAL.with(|r| *r.borrow_mut() = Some(reason));
+    error
+}
+
+/// The reason a ref gave for refusing to decode since [`with_decoding_env`] began.
+pub(crate) fn take_refusal() -> Option<String> {
+    REFUSAL.with(|r| r.borrow_mut().take())
 }
 
 /// Runs `f` with `env` as the RpcEnv that decoded refs bind to.
 pub(crate) fn with_decoding_env<T>(env: &RpcEnv, f: impl FnOnce() -> T) -> T {
+    REFUSAL.with(|r| r.borrow_mut().take());
     struct Restore(Option<RpcEnv>);
     impl Drop for Restore {
         fn drop(&mut self) {

@@ -18,16 +18,17 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::address::RpcAddress;
+use crate::call_context::RpcCallContext;
 use crate::conf::{
     ByteSize, ByteUnit, ConfError, ConfigEntry, ConfigEntryDoc, EmberConf, TimeUnit,
 };
 use crate::dispatcher::inbox::EndpointTask;
 use crate::dispatcher::{Dispatcher, PeerEvent};
-use crate::endpoint::{EndpointContext, RpcCallContext, RpcEndpoint, RpcMessage};
+use crate::endpoint::{EndpointContext, RpcEndpoint, RpcMessage};
 use crate::endpoint_ref::EndpointRef;
 use crate::error::{HandlerResult, RpcError};
 use crate::transport::connection::Connection;
-use crate::transport::envelope::MAX_NAME_LEN;
+use crate::transport::envelope::check_name;
 use crate::transport::handshake::Secret;
 use crate::transport::outbox::Outbox;
 use crate::transport::server;
@@ -41,8 +42,17 @@ pub const MESSAGE_MAX_SIZE: ConfigEntry<ByteSize> = ConfigEntry::bytes(
     Some("128m"),
     ByteUnit::MiB,
     "Largest RPC message (frame) an RpcEnv sends or accepts; a bare number is in MiB. A larger \
-     incoming frame closes its connection; a larger outgoing one fails the send.",
+     incoming frame closes its connection; a larger outgoing one fails the send. From 64k (so \
+     that every protocol message fits) to 2047m.",
 );
+
+/// The smallest `ember.rpc.message.maxSize` accepted: below it, ordinary protocol messages
+/// (registrations carrying refs and descriptions, status updates) would no longer fit and
+/// every send of them would fail.
+pub const MIN_MESSAGE_MAX_SIZE: ByteSize = ByteSize::from_kib(64);
+/// The largest `ember.rpc.message.maxSize` accepted (Spark parity:
+/// `RpcUtils.maxMessageSizeBytes` refuses 2048 MiB and more); frame lengths are 32-bit.
+pub const MAX_MESSAGE_MAX_SIZE: ByteSize = ByteSize::from_mib(2047);
 /// `ember.rpc.askTimeout`: how long an ask waits for its reply by default.
 pub const ASK_TIMEOUT: ConfigEntry<Duration> = ConfigEntry::duration(
     ASK_TIMEOUT_KEY,
@@ -56,6 +66,19 @@ pub const CONNECT_TIMEOUT: ConfigEntry<Duration> = ConfigEntry::duration(
     Some("10s"),
     TimeUnit::Seconds,
     "How long opening a connection plus its handshake may take, on either side.",
+);
+/// `ember.rpc.ask.busyPoll`: how long a connection may poll for a reply after writing a
+/// request (see `transport::busy_poll`).
+pub const ASK_BUSY_POLL: ConfigEntry<Duration> = ConfigEntry::duration(
+    "ember.rpc.ask.busyPoll",
+    Some("50us"),
+    TimeUnit::Microseconds,
+    "After writing a request, how long the connection may watch its socket for the reply \
+     without parking (it stops at the reply's first byte). On an otherwise idle machine this \
+     keeps the CPU from halting between request and reply, which on a virtual machine costs \
+     tens of microseconds per ask. Each connection times its round trips with and without it \
+     and polls only while polling is clearly faster; one connection per process polls at a \
+     time. 0 turns it off.",
 );
 /// `ember.authenticate`: whether RPC connections must prove the shared secret.
 pub const AUTHENTICATE: ConfigEntry<bool> = ConfigEntry::new(
@@ -77,6 +100,7 @@ pub fn config_entries() -> Vec<ConfigEntryDoc> {
     vec![
         MESSAGE_MAX_SIZE.describe(),
         ASK_TIMEOUT.describe(),
+        ASK_BUSY_POLL.describe(),
         CONNECT_TIMEOUT.describe(),
         AUTHENTICATE.describe(),
         AUTHENTICATE_SECRET.describe(),
@@ -100,6 +124,9 @@ pub struct RpcEnvConfig {
     pub ask_timeout: Duration,
     /// How long connecting plus the handshake may take (`ember.rpc.connect.timeout`).
     pub connect_timeout: Duration,
+    /// How long a connection polls for a reply after writing a request
+    /// (`ember.rpc.ask.busyPoll`; zero turns it off).
+    pub ask_busy_poll: Duration,
     /// The shared secret when `ember.authenticate` is on.
     pub secret: Option<Secret>,
 }
@@ -115,6 +142,7 @@ impl RpcEnvConfig {
             max_message_size: 128 * 1024 * 1024,
             ask_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
+            ask_busy_poll: Duration::from_micros(50),
             secret: None,
         }
     }
@@ -128,11 +156,25 @@ impl RpcEnvConfig {
         conf: &EmberConf,
     ) -> Result<Self, ConfError> {
         let mut config = Self::new(system_name, bind_host, port);
-        config.max_message_size = usize::try_from(conf.get(&MESSAGE_MAX_SIZE)?.as_bytes())
-            .unwrap_or(usize::MAX)
-            .min(u32::MAX as usize);
+        let max = conf.get(&MESSAGE_MAX_SIZE)?;
+        if max < MIN_MESSAGE_MAX_SIZE || max > MAX_MESSAGE_MAX_SIZE {
+            let value = conf
+                .get_raw(MESSAGE_MAX_SIZE.key())
+                .or(MESSAGE_MAX_SIZE.default_text())
+                .unwrap_or_default();
+            return Err(ConfError::invalid_value(
+                MESSAGE_MAX_SIZE.key(),
+                value,
+                format!(
+                    "must be from {MIN_MESSAGE_MAX_SIZE} to {MAX_MESSAGE_MAX_SIZE} (a bare number \
+                     is in MiB); {max} would refuse ordinary messages or overflow a frame length"
+                ),
+            ));
+        }
+        config.max_message_size = max.as_bytes() as usize;
         config.ask_timeout = conf.get(&ASK_TIMEOUT)?;
         config.connect_timeout = conf.get(&CONNECT_TIMEOUT)?;
+        config.ask_busy_poll = conf.get(&ASK_BUSY_POLL)?;
         if conf.get(&AUTHENTICATE)? {
             let secret = conf
                 .get_opt(&AUTHENTICATE_SECRET)?
@@ -281,7 +323,7 @@ impl RpcEnv {
     ) -> Result<EndpointRef<E::Message>, RpcError> {
         check_name(name)?;
         let reg = self.inner.dispatcher.register::<E::Message>(name)?;
-        let self_ref = EndpointRef::local(self.clone(), name, reg.tx);
+        let self_ref = EndpointRef::local(self.clone(), name, reg.inbox);
         let task = EndpointTask {
             endpoint,
             ctx: EndpointContext {
@@ -331,7 +373,9 @@ impl RpcEnv {
 
     /// A ref to the endpoint `name` at `address`, without checking that it exists. Sends to a
     /// missing endpoint are dropped (and logged there); asks fail with
-    /// [`RpcError::EndpointNotFound`].
+    /// [`RpcError::EndpointNotFound`]. A name that cannot exist (empty, or over 255 bytes) makes
+    /// every send and ask through the ref fail at once with [`RpcError::InvalidName`], before
+    /// anything is queued; [`setup_endpoint_ref`](Self::setup_endpoint_ref) refuses it up front.
     pub fn endpoint_ref<M: RpcMessage>(&self, address: RpcAddress, name: &str) -> EndpointRef<M> {
         EndpointRef::new(self.clone(), address, name)
     }
@@ -400,6 +444,29 @@ impl RpcEnv {
         crate::endpoint_ref::with_decoding_env(self, || postcard::from_bytes(bytes))
     }
 
+    /// Decodes a message or reply that arrived: [`decode`](Self::decode), with the reason in
+    /// the error text when a ref inside refused to decode. A `Deserialize` implementation that
+    /// panics makes the bytes undecodable too: the panic stops here, so it cannot take down the
+    /// connection's reader (nor an asker's task).
+    pub(crate) fn decode_message<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, String> {
+        let decode = || {
+            crate::endpoint_ref::with_decoding_env(self, || {
+                postcard::from_bytes(bytes).map_err(|e| match crate::endpoint_ref::take_refusal() {
+                    Some(refusal) => format!("{e}: {refusal}"),
+                    None => e.to_string(),
+                })
+            })
+        };
+        // Unwind safety: decoding reads `bytes` and builds a fresh value; the thread-local
+        // state it touches is reset by `with_decoding_env` on the way out.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
+            Err(format!(
+                "decoding panicked: {}",
+                crate::dispatcher::inbox::panic_message(payload.as_ref())
+            ))
+        })
+    }
+
     pub(crate) fn next_request_id(&self) -> u64 {
         self.inner.next_request_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -446,7 +513,7 @@ impl RpcEnv {
         if let Some(reason) = error {
             self.network_error(
                 conn.peer(),
-                RpcError::ConnectFailed {
+                RpcError::ConnectionClosed {
                     address: conn.peer().clone(),
                     reason,
                 },
@@ -481,15 +548,6 @@ impl RpcEnv {
     }
 }
 
-fn check_name(name: &str) -> Result<(), RpcError> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(RpcError::InvalidName {
-            endpoint: name.to_owned(),
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,11 +562,19 @@ mod tests {
         let mut conf = EmberConf::new();
         conf.set("ember.rpc.message.maxSize", "1")
             .set("ember.rpc.askTimeout", "3")
+            .set("ember.rpc.ask.busyPoll", "0")
             .set("ember.authenticate", "true")
             .set("ember.authenticate.secret", "s");
         let c = RpcEnvConfig::from_conf("t", "127.0.0.1", 0, &conf).unwrap();
         assert_eq!(c.max_message_size, 1024 * 1024);
         assert_eq!(c.ask_timeout, Duration::from_secs(3));
+        assert_eq!(c.ask_busy_poll, Duration::ZERO);
+        let defaults = RpcEnvConfig::from_conf("t", "127.0.0.1", 0, &EmberConf::new()).unwrap();
+        assert_eq!(defaults.ask_busy_poll, Duration::from_micros(50));
+        assert_eq!(
+            defaults.ask_busy_poll,
+            RpcEnvConfig::new("t", "127.0.0.1", 0).ask_busy_poll
+        );
         assert!(c.secret.is_some());
         conf.remove("ember.authenticate.secret");
         let err = RpcEnvConfig::from_conf("t", "127.0.0.1", 0, &conf).unwrap_err();
@@ -516,5 +582,38 @@ mod tests {
             err.to_string().contains("ember.authenticate.secret"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn from_conf_refuses_a_max_message_size_no_message_fits_in() {
+        for (value, ok) in [
+            ("0", false),
+            ("0b", false),
+            ("1k", false),
+            ("63k", false),
+            ("64k", true),
+            ("2047m", true),
+            ("2g", false),
+            ("8g", false),
+        ] {
+            let mut conf = EmberConf::new();
+            conf.set("ember.rpc.message.maxSize", value);
+            match RpcEnvConfig::from_conf("t", "127.0.0.1", 0, &conf) {
+                Ok(c) => {
+                    assert!(ok, "{value} accepted");
+                    assert!(c.max_message_size >= 64 * 1024);
+                }
+                Err(err) => {
+                    assert!(!ok, "{value}: {err}");
+                    let text = err.to_string();
+                    assert!(
+                        text.contains("ember.rpc.message.maxSize")
+                            && text.contains(&format!("{value:?}"))
+                            && text.contains("64k"),
+                        "{text}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -34,6 +34,15 @@ pub enum RpcError {
         /// The peer whose connection closed.
         address: RpcAddress,
     },
+    /// An established connection to the peer closed because of an error: a failed read or
+    /// write, or a frame that broke the protocol. The next send reconnects.
+    #[error("connection to {address} closed: {reason}")]
+    ConnectionClosed {
+        /// The peer.
+        address: RpcAddress,
+        /// What closed it.
+        reason: String,
+    },
     /// A connection to the peer could not be made.
     #[error("could not connect to {address}: {reason}")]
     ConnectFailed {
@@ -149,6 +158,7 @@ impl RpcError {
             self,
             RpcError::AskTimeout { .. }
                 | RpcError::ConnectionLost { .. }
+                | RpcError::ConnectionClosed { .. }
                 | RpcError::ConnectFailed { .. }
         )
     }
@@ -158,6 +168,7 @@ impl RpcError {
         matches!(
             self,
             RpcError::ConnectionLost { .. }
+                | RpcError::ConnectionClosed { .. }
                 | RpcError::ConnectFailed { .. }
                 | RpcError::Handshake { .. }
                 | RpcError::Authentication { .. }

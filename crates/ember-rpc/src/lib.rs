@@ -8,12 +8,14 @@
 //! |---|---|---|
 //! | configuration | `SparkConf`, `ConfigEntry` | [`conf`] |
 //! | environment | `NettyRpcEnv` | [`env`] |
-//! | endpoint, call context | `RpcEndpoint`, `RpcCallContext` | [`endpoint`] |
+//! | endpoint | `RpcEndpoint` | [`endpoint`] |
+//! | call context | `RpcCallContext` | [`call_context`] |
 //! | refs | `NettyRpcEndpointRef` | [`endpoint_ref`] |
 //! | dispatcher, inbox | `Dispatcher`, `Inbox`, `MessageLoop` | `dispatcher` |
 //! | frames, connections, outbox, server, auth | `TransportFrameDecoder`, `TransportClient`, `Outbox`, `TransportServer`, `AuthEngine` | [`transport`] |
 
 pub mod address;
+pub mod call_context;
 pub mod conf;
 mod dispatcher;
 pub mod endpoint;
@@ -23,12 +25,13 @@ pub mod error;
 pub mod transport;
 
 pub use address::{AddressError, RpcAddress, parse_endpoint_url};
+pub use call_context::RpcCallContext;
 pub use conf::{
     ByteSize, ByteUnit, ConfError, ConfLoader, ConfigEntry, ConfigEntryDoc, ConfigEnum,
     ConfigValue, EmberConf, TimeUnit,
 };
 pub use dispatcher::inbox::panic_message;
-pub use endpoint::{EndpointContext, RpcCallContext, RpcEndpoint, RpcMessage, TimerHandle};
+pub use endpoint::{EndpointContext, RpcEndpoint, RpcMessage, TimerHandle};
 pub use endpoint_ref::{EndpointRef, SendError};
 pub use env::{ASK_TIMEOUT_KEY, RpcEnv, RpcEnvConfig};
 pub use error::{CallFailure, HandlerResult, RpcError};

@@ -1,125 +1,15 @@
-//! RpcEnvs talking to each other over loopback TCP, in one process and across two.
+//! RpcEnvs talking to each other over loopback TCP in one process: messaging, asks and their
+//! failures, refs in messages, connection events, reconnection, authentication, size limits.
 
-use std::sync::{Arc, Mutex};
+mod rpc_support;
+
 use std::time::{Duration, Instant};
 
 use ember_rpc::{
-    CallFailure, EndpointContext, EndpointRef, HandlerResult, RpcAddress, RpcCallContext,
-    RpcEndpoint, RpcEnv, RpcEnvConfig, RpcError, Secret,
+    ASK_TIMEOUT_KEY, CallFailure, EmberConf, EndpointRef, RpcAddress, RpcEnvConfig, RpcError,
+    Secret,
 };
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Serialize, Deserialize)]
-enum Msg {
-    Push(u64),
-    Echo(String),
-    Log,
-    Park,
-    Release(String),
-    Panic,
-    Fail,
-    Ignore,
-    Blob(Vec<u8>),
-    /// Reply to the carried ref with `Push(n)`.
-    CallBack(EndpointRef<Msg>, u64),
-}
-
-#[derive(Default)]
-struct Recorder {
-    log: Vec<u64>,
-    parked: Vec<RpcCallContext>,
-    events: Arc<Mutex<Vec<String>>>,
-}
-
-impl RpcEndpoint for Recorder {
-    type Message = Msg;
-
-    async fn receive(&mut self, _ctx: &EndpointContext<Msg>, msg: Msg) -> HandlerResult {
-        match msg {
-            Msg::Push(n) => self.log.push(n),
-            Msg::CallBack(target, n) => {
-                target.send(Msg::Push(n))?;
-            }
-            Msg::Release(text) => {
-                for call in self.parked.drain(..) {
-                    call.reply(text.clone());
-                }
-            }
-            Msg::Panic => panic!("boom in receive"),
-            _ => {}
-        }
-        Ok(())
-    }
-
-    async fn receive_and_reply(
-        &mut self,
-        _ctx: &EndpointContext<Msg>,
-        msg: Msg,
-        reply: RpcCallContext,
-    ) -> HandlerResult {
-        match msg {
-            Msg::Echo(s) => reply.reply(s),
-            Msg::Log => reply.reply(self.log.clone()),
-            Msg::Park => self.parked.push(reply),
-            Msg::Panic => panic!("boom in receive_and_reply"),
-            Msg::Fail => return Err("the handler said no".into()),
-            Msg::Ignore => drop(reply),
-            Msg::Blob(b) => reply.reply(b.len()),
-            other => reply.send_error(&format!("unexpected {other:?}")),
-        }
-        Ok(())
-    }
-
-    async fn on_connected(&mut self, _ctx: &EndpointContext<Msg>, remote: RpcAddress) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("connected {remote}"));
-    }
-
-    async fn on_disconnected(&mut self, _ctx: &EndpointContext<Msg>, remote: RpcAddress) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("disconnected {remote}"));
-    }
-}
-
-fn config(name: &str) -> RpcEnvConfig {
-    RpcEnvConfig::new(name, "127.0.0.1", 0)
-}
-
-async fn env_with(config: RpcEnvConfig) -> RpcEnv {
-    RpcEnv::create(config).await.expect("RpcEnv starts")
-}
-
-async fn env() -> RpcEnv {
-    env_with(config("test")).await
-}
-
-/// An env with a `Recorder` named "rec"; returns the env, a ref to it and its event log.
-async fn recorder_env(config: RpcEnvConfig) -> (RpcEnv, Arc<Mutex<Vec<String>>>) {
-    let env = env_with(config).await;
-    let events = Arc::new(Mutex::new(Vec::new()));
-    env.setup_endpoint(
-        "rec",
-        Recorder {
-            events: events.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    (env, events)
-}
-
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+use rpc_support::*;
 
 #[tokio::test]
 async fn one_way_messages_arrive_in_order_and_ask_replies() {
@@ -204,6 +94,41 @@ async fn ask_timeout_names_address_endpoint_and_key() {
         "{text}"
     );
     assert!(err.is_retryable());
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// `ask` without an explicit timeout waits `ember.rpc.askTimeout`, and says so.
+#[tokio::test]
+async fn the_default_ask_timeout_comes_from_the_conf_and_is_named() {
+    let (server, _) = recorder_env(config("server")).await;
+    let mut conf = EmberConf::new();
+    conf.set(ASK_TIMEOUT_KEY, "200ms");
+    let client = env_with(RpcEnvConfig::from_conf("client", "127.0.0.1", 0, &conf).unwrap()).await;
+    let r: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+    let started = Instant::now();
+    let err = r.ask::<String>(Msg::Park).await.unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(
+        err,
+        RpcError::AskTimeout {
+            address: server.address().clone(),
+            endpoint: "rec".into(),
+            timeout: Duration::from_millis(200),
+            key: "ember.rpc.askTimeout",
+        }
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&server.address().to_string())
+            && text.contains("\"rec\"")
+            && text.contains("ember.rpc.askTimeout"),
+        "{text}"
+    );
+    assert!(
+        waited >= Duration::from_millis(200) && waited < DEADLINE,
+        "{waited:?}"
+    );
     client.shutdown().await;
     server.shutdown().await;
 }
@@ -353,7 +278,7 @@ async fn a_connect_failure_fails_queued_asks_at_once() {
         .local_addr()
         .unwrap()
         .port();
-    let client = env().await;
+    let (client, events) = recorder_env(config("client")).await;
     let r: EndpointRef<Msg> = client.endpoint_ref(RpcAddress::new("127.0.0.1", port), "rec");
     let started = Instant::now();
     let err = r.ask::<String>(Msg::Echo("x".into())).await.unwrap_err();
@@ -362,6 +287,9 @@ async fn a_connect_failure_fails_queued_asks_at_once() {
         started.elapsed() < Duration::from_secs(60),
         "failed at once, not at the timeout"
     );
+    // The endpoints of the env that dialled hear of it too.
+    let expected = format!("network error 127.0.0.1:{port}: ConnectFailed");
+    eventually("on_network_error", || has_event(&events, &expected)).await;
     client.shutdown().await;
 }
 
@@ -417,7 +345,7 @@ async fn authentication_refuses_missing_and_wrong_secrets() {
 async fn oversized_messages_are_refused_on_write_and_on_read() {
     let mut small = config("small");
     small.max_message_size = 1024;
-    let (server, _) = recorder_env(small.clone()).await;
+    let (server, events) = recorder_env(small.clone()).await;
     // On write: the sender's own limit.
     let limited = env_with(small).await;
     let r: EndpointRef<Msg> = limited.endpoint_ref(server.address().clone(), "rec");
@@ -432,6 +360,19 @@ async fn oversized_messages_are_refused_on_write_and_on_read() {
     let r: EndpointRef<Msg> = big.endpoint_ref(server.address().clone(), "rec");
     let err = r.ask::<u64>(Msg::Blob(vec![0; 4096])).await.unwrap_err();
     assert!(matches!(err, RpcError::ConnectionLost { .. }), "{err:?}");
+    // The receiving side reports why it closed the connection to its endpoints.
+    let expected = format!("network error {}: ConnectionClosed", big.address());
+    eventually("on_network_error", || has_event(&events, &expected)).await;
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.starts_with(&expected)
+                && e.contains("exceeds the limit of 1024 bytes (ember.rpc.message.maxSize)")),
+        "{:?}",
+        events.lock().unwrap()
+    );
     let r2: EndpointRef<Msg> = limited.endpoint_ref(server.address().clone(), "rec");
     let echo: String = r2.ask(Msg::Echo("fine".into())).await.unwrap();
     assert_eq!(echo, "fine");
@@ -441,144 +382,49 @@ async fn oversized_messages_are_refused_on_write_and_on_read() {
 }
 
 #[tokio::test]
-async fn shutdown_runs_on_stop_and_refuses_later_work() {
-    struct Stopper(Arc<Mutex<bool>>);
-    impl RpcEndpoint for Stopper {
-        type Message = Msg;
-        async fn receive(&mut self, _: &EndpointContext<Msg>, _: Msg) -> HandlerResult {
-            Ok(())
-        }
-        async fn on_stop(&mut self, _: &EndpointContext<Msg>) {
-            *self.0.lock().unwrap() = true;
-        }
-    }
-    let env = env().await;
-    let stopped = Arc::new(Mutex::new(false));
-    let r = env
-        .setup_endpoint("s", Stopper(stopped.clone()))
-        .await
-        .unwrap();
-    let dup = env
-        .setup_endpoint("s", Stopper(stopped.clone()))
+async fn endpoint_names_that_do_not_fit_the_wire_are_refused_clearly() {
+    let (server, _) = recorder_env(config("server")).await;
+    let client = env().await;
+    let long = "n".repeat(256);
+    let invalid = RpcError::InvalidName {
+        endpoint: long.clone(),
+    };
+    let err = server
+        .setup_endpoint(&long, Recorder::default())
         .await
         .unwrap_err();
-    assert!(matches!(dup, RpcError::DuplicateEndpoint { .. }));
-    env.shutdown().await;
-    assert!(*stopped.lock().unwrap());
-    assert!(matches!(
-        r.send(Msg::Push(1)).unwrap_err().error,
-        RpcError::EnvStopped
-    ));
-    env.await_termination().await;
-}
-
-#[tokio::test]
-async fn a_failing_on_start_is_reported_by_setup_endpoint() {
-    struct Broken;
-    impl RpcEndpoint for Broken {
-        type Message = Msg;
-        async fn on_start(&mut self, _: &EndpointContext<Msg>) -> HandlerResult {
-            Err("cannot create work dir /nope".into())
-        }
-        async fn receive(&mut self, _: &EndpointContext<Msg>, _: Msg) -> HandlerResult {
-            Ok(())
-        }
-    }
-    let env = env().await;
-    let err = env.setup_endpoint("b", Broken).await.unwrap_err();
-    assert!(err.to_string().contains("/nope"), "{err}");
-    // The name is free again.
-    env.setup_endpoint("b", Recorder::default()).await.unwrap();
-    env.shutdown().await;
-}
-
-// ---- Across two processes -------------------------------------------------------------------
-
-const CHILD_ENV: &str = "EMBER_RPC_TEST_CHILD";
-
-/// Runs in a child process (see `kills_of_the_peer_fail_pending_asks_at_once`); a no-op otherwise.
-#[tokio::test]
-async fn child_process_server() {
-    if std::env::var(CHILD_ENV).is_err() {
-        return;
-    }
-    let (env, _) = recorder_env(config("child")).await;
-    println!("PORT={}", env.address().port);
-    use std::io::Write;
-    std::io::stdout().flush().unwrap();
-    // Serve until the parent kills us or closes stdin.
-    let _ = tokio::task::spawn_blocking(|| {
-        let mut s = String::new();
-        let _ = std::io::stdin().read_line(&mut s);
-    })
-    .await;
-}
-
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_child() -> (KillOnDrop, u16) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process_server",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("re-run the test binary");
-    let stdout = child.stdout.take().unwrap();
-    let guard = KillOnDrop(child);
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let port = loop {
-        let line = lines.next().expect("child printed its port").unwrap();
-        // libtest prints "test name ... " before the test's own output on the same line.
-        if let Some((_, p)) = line.split_once("PORT=") {
-            break p.trim().parse().unwrap();
-        }
-    };
-    (guard, port)
-}
-
-#[tokio::test]
-async fn two_processes_talk_and_a_killed_peer_fails_pending_asks_at_once() {
-    let (mut child, port) = spawn_child();
-    let client = env().await;
-    let r: EndpointRef<Msg> = client
-        .setup_endpoint_ref(&RpcAddress::new("127.0.0.1", port), "rec")
+    assert_eq!(err, invalid);
+    assert!(err.to_string().contains("1 to 255 bytes"), "{err}");
+    let err = client
+        .setup_endpoint_ref::<Msg>(server.address(), &long)
         .await
-        .unwrap();
-    for i in 0..1000 {
-        r.send(Msg::Push(i)).unwrap();
+        .unwrap_err();
+    assert_eq!(err, invalid);
+    // An unverified ref refuses before anything is queued, remote or local.
+    for at in [server.address(), client.address()] {
+        let r: EndpointRef<Msg> = client.endpoint_ref(at.clone(), &long);
+        let refused = r.send(Msg::Push(1)).unwrap_err();
+        assert_eq!(refused.error, invalid);
+        assert!(matches!(refused.message, Some(Msg::Push(1))));
+        assert_eq!(r.ask::<String>(Msg::Log).await.unwrap_err(), invalid);
     }
-    let log: Vec<u64> = r.ask(Msg::Log).await.unwrap();
-    assert_eq!(log, (0..1000).collect::<Vec<_>>());
-
-    let parked = {
-        let r = r.clone();
-        tokio::spawn(async move {
-            r.ask_with_timeout::<String>(Msg::Park, Duration::from_secs(120), "test")
-                .await
-        })
-    };
-    let _: Vec<u64> = r.ask(Msg::Log).await.unwrap();
-    let killed_at = Instant::now();
-    child.0.kill().unwrap();
-    let err = parked.await.unwrap().unwrap_err();
-    assert!(matches!(err, RpcError::ConnectionLost { .. }), "{err:?}");
+    // A message carrying a ref with such a name does not decode, and the asker learns why.
+    let bad: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), &long);
     assert!(
-        killed_at.elapsed() < Duration::from_secs(30),
-        "failed at once"
+        server
+            .decode::<EndpointRef<Msg>>(&client.encode(&bad).unwrap())
+            .is_err()
     );
+    let rec: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), "rec");
+    let err = rec.ask::<()>(Msg::CallBack(bad, 1)).await.unwrap_err();
+    assert!(
+        matches!(&err, RpcError::Remote { failure: CallFailure::UndecodableRequest { reason }, .. }
+            if reason.contains("endpoint of 256 bytes")),
+        "{err:?}"
+    );
+    let longest: EndpointRef<Msg> = client.endpoint_ref(server.address().clone(), &long[..255]);
+    let back: EndpointRef<Msg> = server.decode(&client.encode(&longest).unwrap()).unwrap();
+    assert_eq!(back.name().len(), 255);
     client.shutdown().await;
+    server.shutdown().await;
 }

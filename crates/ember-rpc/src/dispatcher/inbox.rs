@@ -11,17 +11,19 @@ use std::task::Poll;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
+use crate::call_context::RpcCallContext;
 use crate::dispatcher::PeerEvent;
-use crate::endpoint::{EndpointContext, RpcCallContext, RpcEndpoint};
+use crate::endpoint::{EndpointContext, RpcEndpoint};
 use crate::error::CallFailure;
 
 /// What an inbox holds.
 pub(crate) enum InboxItem<M> {
     OneWay(M),
     Request(M, RpcCallContext),
-    Event(PeerEvent),
+    /// Boxed: events are rare, and every queued message pays for the largest variant.
+    Event(Box<PeerEvent>),
     Stop,
 }
 
@@ -88,30 +90,30 @@ impl<E: RpcEndpoint> EndpointTask<E> {
                     }
                 }
                 InboxItem::Request(message, call) => {
-                    let slot = call.slot();
-                    match catch_panic(self.endpoint.receive_and_reply(&self.ctx, message, call))
-                        .await
+                    // Who answers a request the handler leaves unanswered is decided in one
+                    // place: see `call_context`.
+                    let scope = call.enter_handler();
+                    let failure = match catch_panic(
+                        self.endpoint.receive_and_reply(&self.ctx, message, call),
+                    )
+                    .await
                     {
-                        Ok(Ok(())) => {
-                            // Nobody kept the context: it was dropped unanswered.
-                            if std::sync::Arc::strong_count(&slot) == 1 {
-                                slot.fail(CallFailure::NoReply);
-                            }
-                        }
+                        Ok(Ok(())) => None,
                         Ok(Err(e)) => {
                             warn!(endpoint = %name, error = %e, "request handler failed");
-                            slot.fail(CallFailure::HandlerFailed {
+                            Some(CallFailure::HandlerFailed {
                                 message: e.to_string(),
-                            });
+                            })
                         }
                         Err(panic) => {
                             error!(endpoint = %name, %panic, "request handler panicked");
-                            slot.fail(CallFailure::HandlerPanicked { message: panic });
+                            Some(CallFailure::HandlerPanicked { message: panic })
                         }
-                    }
+                    };
+                    scope.finish(failure);
                 }
                 InboxItem::Event(event) => {
-                    let handled = match event {
+                    let handled = match *event {
                         PeerEvent::Connected(addr) => {
                             catch_panic(self.endpoint.on_connected(&self.ctx, addr)).await
                         }
@@ -139,10 +141,16 @@ impl<E: RpcEndpoint> EndpointTask<E> {
     fn finish(&mut self, name: &str) {
         self.ctx.env.dispatcher().remove_finished(name, self.id);
         self.rx.close();
+        let mut dropped = 0usize;
         while let Ok(item) = self.rx.try_recv() {
-            if let InboxItem::Request(_, call) = item {
-                call.send_failure(CallFailure::EndpointStopped);
+            match item {
+                InboxItem::Request(_, call) => call.send_failure(CallFailure::EndpointStopped),
+                InboxItem::OneWay(_) => dropped += 1,
+                InboxItem::Event(_) | InboxItem::Stop => {}
             }
+        }
+        if dropped > 0 {
+            debug!(endpoint = %name, dropped, "dropped messages that arrived after the stop");
         }
         self.stopped.cancel();
     }

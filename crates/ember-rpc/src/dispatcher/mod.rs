@@ -9,20 +9,65 @@ pub(crate) mod inbox;
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::address::RpcAddress;
-use crate::endpoint::{RpcCallContext, RpcMessage};
+use crate::call_context::RpcCallContext;
+use crate::endpoint::RpcMessage;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, RpcError};
 
 pub(crate) use inbox::InboxItem;
 
-/// The sending side of an endpoint's inbox.
-pub(crate) type Inbox<M> = mpsc::UnboundedSender<InboxItem<M>>;
+/// The sending side of an endpoint's inbox, shared by its registration and its refs in this
+/// process.
+pub(crate) struct Inbox<M> {
+    tx: mpsc::UnboundedSender<InboxItem<M>>,
+    /// Set when the endpoint is told to stop: messages posted later are refused.
+    stopping: Arc<AtomicBool>,
+}
+
+impl<M> Clone for Inbox<M> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            stopping: self.stopping.clone(),
+        }
+    }
+}
+
+impl<M> Inbox<M> {
+    fn new(tx: mpsc::UnboundedSender<InboxItem<M>>) -> Self {
+        Self {
+            tx,
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the endpoint still takes messages.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.stopping.load(Ordering::Acquire) && !self.tx.is_closed()
+    }
+
+    /// Queues `item` behind everything posted before it, or hands it back if the endpoint is
+    /// stopping or stopped. (A post racing the stop from another thread may still be queued
+    /// behind the stop; the endpoint then refuses it as it finishes.)
+    pub(crate) fn post(&self, item: InboxItem<M>) -> Result<(), InboxItem<M>> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(item);
+        }
+        self.tx.send(item).map_err(|e| e.0)
+    }
+
+    fn post_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let _ = self.tx.send(InboxItem::Stop);
+    }
+}
 
 /// A connection event, delivered to every endpoint.
 #[derive(Debug, Clone)]
@@ -43,7 +88,7 @@ pub(crate) trait EndpointEntry: Send + Sync {
     ) -> Result<(), (CallFailure, Option<RpcCallContext>)>;
     fn post_event(&self, event: PeerEvent);
     fn post_stop(&self);
-    /// The typed sender, for refs in this process (`mpsc::UnboundedSender<InboxItem<M>>`).
+    /// The typed inbox, for refs in this process (an [`Inbox<M>`]).
     fn typed_sender(&self) -> &(dyn Any + Send + Sync);
     /// Tells registrations under the same name apart.
     fn id(&self) -> u64;
@@ -51,7 +96,7 @@ pub(crate) trait EndpointEntry: Send + Sync {
 
 struct TypedEntry<M> {
     id: u64,
-    tx: mpsc::UnboundedSender<InboxItem<M>>,
+    inbox: Inbox<M>,
 }
 
 impl<M: RpcMessage> EndpointEntry for TypedEntry<M> {
@@ -61,23 +106,16 @@ impl<M: RpcMessage> EndpointEntry for TypedEntry<M> {
         payload: &[u8],
         call: Option<RpcCallContext>,
     ) -> Result<(), (CallFailure, Option<RpcCallContext>)> {
-        let message: M = match env.decode(payload) {
+        let message: M = match env.decode_message(payload) {
             Ok(m) => m,
-            Err(e) => {
-                return Err((
-                    CallFailure::UndecodableRequest {
-                        reason: e.to_string(),
-                    },
-                    call,
-                ));
-            }
+            Err(reason) => return Err((CallFailure::UndecodableRequest { reason }, call)),
         };
         let item = match call {
             Some(call) => InboxItem::Request(message, call),
             None => InboxItem::OneWay(message),
         };
-        self.tx.send(item).map_err(|e| {
-            let call = match e.0 {
+        self.inbox.post(item).map_err(|item| {
+            let call = match item {
                 InboxItem::Request(_, call) => Some(call),
                 _ => None,
             };
@@ -86,15 +124,15 @@ impl<M: RpcMessage> EndpointEntry for TypedEntry<M> {
     }
 
     fn post_event(&self, event: PeerEvent) {
-        let _ = self.tx.send(InboxItem::Event(event));
+        let _ = self.inbox.post(InboxItem::Event(Box::new(event)));
     }
 
     fn post_stop(&self) {
-        let _ = self.tx.send(InboxItem::Stop);
+        self.inbox.post_stop();
     }
 
     fn typed_sender(&self) -> &(dyn Any + Send + Sync) {
-        &self.tx
+        &self.inbox
     }
 
     fn id(&self) -> u64 {
@@ -133,7 +171,7 @@ impl std::fmt::Debug for LookupCache {
 /// What registering an endpoint hands to its task.
 pub(crate) struct Registration<M> {
     pub(crate) id: u64,
-    pub(crate) tx: mpsc::UnboundedSender<InboxItem<M>>,
+    pub(crate) inbox: Inbox<M>,
     pub(crate) rx: mpsc::UnboundedReceiver<InboxItem<M>>,
     /// Cancelled by the task when the endpoint has finished `on_stop`.
     pub(crate) stopped: CancellationToken,
@@ -169,14 +207,21 @@ impl Dispatcher {
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stopped = CancellationToken::new();
-        endpoints.insert(name.to_owned(), Arc::new(TypedEntry { id, tx: tx.clone() }));
+        let inbox = Inbox::new(tx);
+        endpoints.insert(
+            name.to_owned(),
+            Arc::new(TypedEntry {
+                id,
+                inbox: inbox.clone(),
+            }),
+        );
         self.bump_generation();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         running.retain(|t| !t.is_cancelled());
         running.push(stopped.clone());
         Ok(Registration {
             id,
-            tx,
+            inbox,
             rx,
             stopped,
         })

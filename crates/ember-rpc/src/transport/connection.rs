@@ -1,5 +1,7 @@
 //! One established TCP connection: a writer task that batches queued frames into few writes, a
 //! reader task that splits frames and routes them, and the asks waiting for replies on it.
+//! However either task ends (an error, a panic, its runtime going away), the connection closes
+//! and its pending asks fail at once.
 //!
 //! Spark counterparts: `TransportClient` (pending RPCs) and `TransportChannelHandler`. Both
 //! directions use the same kind of connection: once the handshake is done it does not matter who
@@ -7,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,13 +18,14 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::address::RpcAddress;
+use crate::call_context::RpcCallContext;
 use crate::dispatcher::LookupCache;
-use crate::endpoint::RpcCallContext;
 use crate::env::RpcEnv;
 use crate::error::{CallFailure, RpcError};
+use crate::transport::busy_poll::BusyPoll;
 use crate::transport::envelope::{self, Envelope};
 use crate::transport::frame::FrameDecoder;
 
@@ -56,7 +60,8 @@ impl Outgoing {
 #[derive(Debug, Default)]
 struct Pending {
     closed: bool,
-    asks: HashMap<u64, oneshot::Sender<WireReply>>,
+    /// Each waiting ask's reply slot, and when it was queued.
+    asks: HashMap<u64, (oneshot::Sender<WireReply>, Instant)>,
     inserts: u32,
 }
 
@@ -76,6 +81,13 @@ pub(crate) struct Connection {
     tx: mpsc::UnboundedSender<Bytes>,
     pending: Mutex<Pending>,
     cancel: CancellationToken,
+    /// Why an error closed the connection; the first reason wins.
+    close_reason: Mutex<Option<String>>,
+    /// `ember.rpc.ask.busyPoll`, in µs (kept small: every connection holds it).
+    poll_budget_us: u32,
+    /// Made for the first request the connection carries, so that connections that only
+    /// answer or send do not pay for it.
+    asking: OnceLock<Box<BusyPoll>>,
 }
 
 impl Connection {
@@ -95,11 +107,15 @@ impl Connection {
             tx,
             pending: Mutex::new(Pending::default()),
             cancel: env.shutdown_token().child_token(),
+            close_reason: Mutex::new(None),
+            poll_budget_us: u32::try_from(env.config().ask_busy_poll.as_micros())
+                .unwrap_or(u32::MAX),
+            asking: OnceLock::new(),
         });
         let (rd, wr) = stream.into_split();
         env.connection_opened(&conn);
         env.spawn(write_loop(conn.clone(), wr, rx));
-        env.spawn(read_loop(env.clone(), conn.clone(), rd, buffered));
+        env.spawn(read_task(env.clone(), conn.clone(), rd, buffered));
         conn
     }
 
@@ -125,6 +141,22 @@ impl Connection {
         self.cancel.cancel();
     }
 
+    /// Closes the connection because of an error, which the reader reports as it ends.
+    fn close_with_error(&self, reason: String) {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(reason);
+        self.cancel.cancel();
+    }
+
+    fn take_close_reason(&self) -> Option<String> {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     /// Queues a frame for writing.
     pub(crate) fn send_frame(&self, frame: Bytes) {
         let _ = self.tx.send(frame);
@@ -145,12 +177,18 @@ impl Connection {
                 })));
                 return;
             }
-            pending.asks.insert(id, tx);
+            pending.asks.insert(id, (tx, Instant::now()));
+            if self.poll_budget_us > 0 {
+                let budget = Duration::from_micros(self.poll_budget_us.into());
+                self.asking
+                    .get_or_init(|| Box::new(BusyPoll::new(budget)))
+                    .request_queued();
+            }
             pending.inserts += 1;
             // Asks that timed out leave their slot behind; sweep them now and then.
             if pending.inserts >= 1024 {
                 pending.inserts = 0;
-                pending.asks.retain(|_, tx| !tx.is_closed());
+                pending.asks.retain(|_, (tx, _)| !tx.is_closed());
             }
         }
         self.send_frame(out.frame);
@@ -164,7 +202,10 @@ impl Connection {
             .asks
             .remove(&id);
         match tx {
-            Some(tx) => {
+            Some((tx, queued)) => {
+                if let Some(asking) = self.asking.get() {
+                    asking.reply_arrived(queued.elapsed());
+                }
                 let _ = tx.send(reply);
             }
             None => debug!(peer = %self.peer, id, "reply for an ask that is no longer waiting"),
@@ -178,10 +219,30 @@ impl Connection {
             pending.closed = true;
             std::mem::take(&mut pending.asks)
         };
-        for (_, tx) in asks {
+        for (_, (tx, _)) in asks {
             let _ = tx.send(Err(ReplyError::Transport(RpcError::ConnectionLost {
                 address: self.peer.clone(),
             })));
+        }
+    }
+}
+
+/// Closes the connection however the writer ends: a panic in it (tokio drops a panicking
+/// task's future while unwinding) must not leave the connection half alive. A guard rather
+/// than a wrapping future, which would hold a second copy of the loop's state in every
+/// connection.
+struct WriterExit {
+    conn: Arc<Connection>,
+}
+
+impl Drop for WriterExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            error!(peer = %self.conn.peer, "connection writer panicked; closing the connection");
+            self.conn
+                .close_with_error("the connection's writer panicked".to_owned());
+        } else {
+            self.conn.close();
         }
     }
 }
@@ -191,6 +252,7 @@ async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
 ) {
+    let _exit = WriterExit { conn: conn.clone() };
     let mut batch = BytesMut::new();
     let cancelled = conn.cancel.clone().cancelled_owned();
     tokio::pin!(cancelled);
@@ -203,8 +265,16 @@ async fn write_loop(
         let Some(first) = first else { break };
         if let Err(e) = write_batch(&mut wr, &mut batch, first, &mut rx).await {
             debug!(peer = %conn.peer, error = %e, "write failed; closing the connection");
-            conn.close();
+            conn.close_with_error(format!("write failed: {e}"));
             return;
+        }
+        // A request went out: perhaps wait here, without parking, for its reply to arrive;
+        // the reader then finds it as soon as this task yields.
+        if let Some(asking) = conn.asking.get()
+            && asking.should_poll_after_write()
+            && let Err(e) = asking.poll(wr.as_ref(), || !conn.is_open() || !rx.is_empty())
+        {
+            debug!(peer = %conn.peer, error = %e, "polling for a reply failed");
         }
     }
     // Closing: flush what is already queued (e.g. a goodbye sent from on_stop), briefly.
@@ -249,16 +319,68 @@ async fn write_batch(
     Ok(())
 }
 
-async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mut buf: BytesMut) {
+/// Closes the connection and fails its pending asks however the reader ends: returning,
+/// panicking (tokio drops a panicking task's future while unwinding), or dropped unfinished
+/// with its runtime. A guard rather than a wrapping future, which would hold a second copy of
+/// the loop's state in every connection.
+struct ReaderExit {
+    env: RpcEnv,
+    conn: Arc<Connection>,
+    done: bool,
+}
+
+impl ReaderExit {
+    fn finish(mut self, error: Option<String>) {
+        self.done = true;
+        self.conn.close();
+        let error = error.or_else(|| self.conn.take_close_reason());
+        self.env.connection_closed(&self.conn, error);
+    }
+}
+
+impl Drop for ReaderExit {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.conn.close();
+        let error = if std::thread::panicking() {
+            error!(peer = %self.conn.peer, "connection reader panicked; closing the connection");
+            Some("the connection's reader panicked".to_owned())
+        } else {
+            None
+        };
+        self.env.connection_closed(&self.conn, error);
+    }
+}
+
+/// Runs the reader; whatever ends it, the connection closes and its pending asks fail.
+async fn read_task(env: RpcEnv, conn: Arc<Connection>, rd: OwnedReadHalf, buf: BytesMut) {
+    let exit = ReaderExit {
+        env: env.clone(),
+        conn: conn.clone(),
+        done: false,
+    };
+    let error = read_loop(&env, &conn, rd, buf).await;
+    exit.finish(error);
+}
+
+/// Reads and routes frames until the connection closes; returns the error that closed it.
+async fn read_loop(
+    env: &RpcEnv,
+    conn: &Arc<Connection>,
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+) -> Option<String> {
     let decoder = FrameDecoder::new(conn.max_frame);
     let mut cache = LookupCache::default();
     let cancelled = conn.cancel.clone().cancelled_owned();
     tokio::pin!(cancelled);
-    let error = 'read: loop {
+    'read: loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Err(reason) = route(&env, &conn, &mut cache, frame) {
+                    if let Err(reason) = route(env, conn, &mut cache, frame) {
                         warn!(peer = %conn.peer, %reason, "closing connection: bad frame");
                         break 'read Some(reason);
                     }
@@ -281,7 +403,7 @@ async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mu
                 Ok(_) => {}
                 Err(e) => {
                     debug!(peer = %conn.peer, error = %e, "read failed; closing the connection");
-                    break Some(e.to_string());
+                    break Some(format!("read failed: {e}"));
                 }
             }
         }
@@ -289,9 +411,7 @@ async fn read_loop(env: RpcEnv, conn: Arc<Connection>, mut rd: OwnedReadHalf, mu
         if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
             buf = BytesMut::with_capacity(READ_CHUNK);
         }
-    };
-    conn.close();
-    env.connection_closed(&conn, error);
+    }
 }
 
 /// Routes one frame; an `Err` closes the connection.

@@ -26,6 +26,22 @@ const KIND_FAILURE: u8 = 4;
 /// Longest endpoint name that fits the one-byte length.
 pub(crate) const MAX_NAME_LEN: usize = u8::MAX as usize;
 
+/// Whether `name` can name an endpoint on the wire: 1 to [`MAX_NAME_LEN`] bytes.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+}
+
+/// Refuses a name that cannot be sent, with [`RpcError::InvalidName`].
+pub(crate) fn check_name(name: &str) -> Result<(), RpcError> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(RpcError::InvalidName {
+            endpoint: name.to_owned(),
+        })
+    }
+}
+
 /// An endpoint name read from a frame: a slice of it, checked to be UTF-8 (no copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EndpointName(Bytes);
@@ -166,11 +182,11 @@ fn write_varint(out: &mut Vec<u8>, mut value: u64) {
     }
 }
 
-fn write_name(out: &mut Vec<u8>, name: &str) {
-    // Names are checked at registration and ref creation; clamp defensively.
-    let bytes = &name.as_bytes()[..name.len().min(MAX_NAME_LEN)];
-    out.push(bytes.len() as u8);
-    out.extend_from_slice(bytes);
+fn write_name(out: &mut Vec<u8>, name: &str) -> Result<(), RpcError> {
+    check_name(name)?;
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    Ok(())
 }
 
 fn finish<T: Serialize + ?Sized>(
@@ -204,7 +220,7 @@ pub(crate) fn encode_one_way<T: Serialize + ?Sized>(
     max: usize,
 ) -> Result<Bytes, RpcError> {
     let mut out = start(KIND_ONE_WAY, 128 + endpoint.len());
-    write_name(&mut out, endpoint);
+    write_name(&mut out, endpoint)?;
     finish(out, message, "message", max)
 }
 
@@ -217,7 +233,7 @@ pub(crate) fn encode_request<T: Serialize + ?Sized>(
 ) -> Result<Bytes, RpcError> {
     let mut out = start(KIND_REQUEST, 128 + endpoint.len());
     write_varint(&mut out, id);
-    write_name(&mut out, endpoint);
+    write_name(&mut out, endpoint)?;
     finish(out, message, "request", max)
 }
 
@@ -309,6 +325,23 @@ mod tests {
         let big = vec![0u8; 1000];
         let err = encode_one_way("e", &big, 100).unwrap_err();
         assert!(matches!(err, RpcError::MessageTooLarge { max: 100, .. }));
+    }
+
+    #[test]
+    fn names_that_do_not_fit_are_refused_not_cut() {
+        let longest = "n".repeat(MAX_NAME_LEN);
+        let frame = encode_request(1, &longest, &0u8, 1 << 20).unwrap();
+        assert!(matches!(
+            Envelope::decode(body(frame)).unwrap(),
+            Envelope::Request { ref endpoint, .. } if endpoint.as_str() == longest
+        ));
+        for name in [String::new(), "n".repeat(MAX_NAME_LEN + 1)] {
+            let invalid = RpcError::InvalidName {
+                endpoint: name.clone(),
+            };
+            assert_eq!(encode_one_way(&name, &0u8, 1 << 20), Err(invalid.clone()));
+            assert_eq!(encode_request(1, &name, &0u8, 1 << 20), Err(invalid));
+        }
     }
 
     #[test]

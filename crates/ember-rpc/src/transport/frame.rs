@@ -8,6 +8,11 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Bytes of the length prefix.
 pub(crate) const PREFIX_LEN: usize = 4;
 
+/// The most room reserved at a time for the rest of a partly read frame: the buffer grows as
+/// the bytes arrive, so a peer that announces a large frame does not pin that much memory
+/// before sending it.
+pub(crate) const MAX_RESERVE: usize = 64 * 1024;
+
 /// Why a byte stream is not a valid sequence of frames.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum FrameError {
@@ -31,7 +36,8 @@ impl FrameDecoder {
     }
 
     /// The next complete frame body, `None` if more bytes are needed, or an error if the
-    /// stream is broken. Reserves room in `buf` for the rest of a partially read frame.
+    /// stream is broken. Reserves room in `buf` for more of a partially read frame, at most
+    /// [`MAX_RESERVE`] at a time.
     pub(crate) fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         if buf.len() < PREFIX_LEN {
             return Ok(None);
@@ -45,7 +51,7 @@ impl FrameDecoder {
         }
         let total = PREFIX_LEN + len;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            buf.reserve((total - buf.len()).min(MAX_RESERVE));
             return Ok(None);
         }
         buf.advance(PREFIX_LEN);
@@ -108,6 +114,34 @@ mod tests {
         let mut buf = BytesMut::from(&[0u8, 0, 0, 0][..]);
         assert_eq!(dec.decode(&mut buf), Err(FrameError::Empty));
         assert!(frame(b"hello", 4).is_err());
+    }
+
+    #[test]
+    fn an_announced_length_is_not_reserved_before_the_bytes_arrive() {
+        let max = 128 * 1024 * 1024;
+        let dec = FrameDecoder::new(max);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(max as u32).to_be_bytes());
+        buf.extend_from_slice(&[1; 100]);
+        assert_eq!(dec.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() <= 2 * MAX_RESERVE, "{}", buf.capacity());
+    }
+
+    #[test]
+    fn a_large_frame_arriving_in_pieces_decodes_whole() {
+        let body: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+        let wire = frame(&body, 1 << 20).unwrap();
+        let dec = FrameDecoder::new(1 << 20);
+        let mut buf = BytesMut::new();
+        let mut out = None;
+        for piece in wire.chunks(8 * 1024) {
+            assert!(out.is_none(), "decoded before the last byte");
+            // As a socket read would: into the room the decoder reserved.
+            buf.extend_from_slice(piece);
+            out = dec.decode(&mut buf).unwrap();
+            assert!(buf.capacity() < 4 * wire.len(), "{}", buf.capacity());
+        }
+        assert_eq!(out.unwrap(), &body[..]);
     }
 
     proptest! {

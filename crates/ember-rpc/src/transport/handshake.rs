@@ -165,7 +165,15 @@ enum Parsed {
     Message(Message),
 }
 
-fn parse(frame: &[u8]) -> Result<Parsed, HandshakeError> {
+/// Which side of the handshake is reading: a refusal's text is read by both, so it names the
+/// server's and the client's version rather than "this side" and "the peer".
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Client,
+    Server,
+}
+
+fn parse(frame: &[u8], reader: Side) -> Result<Parsed, HandshakeError> {
     if frame.len() < 7 || frame[..4] != MAGIC {
         return Err(HandshakeError::NotEmber(
             "the peer is not an Ember RPC endpoint (bad magic)".into(),
@@ -182,8 +190,12 @@ fn parse(frame: &[u8]) -> Result<Parsed, HandshakeError> {
         }));
     }
     if version != PROTOCOL_VERSION {
+        let (server, client) = match reader {
+            Side::Server => (PROTOCOL_VERSION, version),
+            Side::Client => (version, PROTOCOL_VERSION),
+        };
         return Err(HandshakeError::Protocol(format!(
-            "protocol version mismatch: this side speaks version {PROTOCOL_VERSION}, the peer speaks version {version}"
+            "protocol version mismatch: the server speaks version {server}, the client speaks version {client}"
         )));
     }
     postcard::from_bytes(&frame[7..])
@@ -239,7 +251,7 @@ impl ClientHandshake {
 
     /// Feeds the server's next frame.
     pub(crate) fn on_frame(&mut self, frame: &[u8]) -> Step {
-        let parsed = match parse(frame) {
+        let parsed = match parse(frame, Side::Client) {
             Ok(p) => p,
             Err(e) => return self.fail(None, e),
         };
@@ -341,7 +353,7 @@ impl ServerHandshake {
 
     /// Feeds the client's next frame.
     pub(crate) fn on_frame(&mut self, frame: &[u8]) -> Step {
-        let parsed = match parse(frame) {
+        let parsed = match parse(frame, Side::Server) {
             Ok(p) => p,
             Err(e @ HandshakeError::NotEmber(_)) => return self.fail(None, e),
             Err(e) => {
@@ -496,14 +508,30 @@ mod tests {
         let Step::Fail(Some(refused), HandshakeError::Protocol(reason)) = s.on_frame(&hello) else {
             panic!("must refuse")
         };
+        // The same text reads right on both sides: the refusal travels to the client as is.
         assert!(
-            reason.contains("version 1") && reason.contains("version 7"),
+            reason.contains("the server speaks version 1, the client speaks version 7"),
             "{reason}"
         );
         let mut c = ClientHandshake::new(addr(1), None, nonce());
         let _ = c.start();
         assert!(
             matches!(c.on_frame(&refused), Step::Fail(None, HandshakeError::Protocol(r)) if r == reason)
+        );
+
+        // A client that finds the server's version wrong says the same way round.
+        let mut s = ServerHandshake::new(addr(2), None, nonce());
+        let mut c = ClientHandshake::new(addr(1), None, nonce());
+        let Step::Send(mut challenge) = s.on_frame(&c.start()) else {
+            panic!("server must challenge")
+        };
+        challenge[4..6].copy_from_slice(&7u16.to_be_bytes());
+        let Step::Fail(_, HandshakeError::Protocol(reason)) = c.on_frame(&challenge) else {
+            panic!("must refuse")
+        };
+        assert!(
+            reason.contains("the server speaks version 7, the client speaks version 1"),
+            "{reason}"
         );
     }
 

@@ -3,6 +3,7 @@
 //! Spark counterparts: `network/` (`TransportServer`, `TransportClient`, `TransportFrameDecoder`)
 //! and `rpc/netty/Outbox`.
 
+pub(crate) mod busy_poll;
 pub(crate) mod connection;
 pub(crate) mod envelope;
 pub(crate) mod frame;
