@@ -138,11 +138,12 @@ pub const TASK_MAX_DIRECT_RESULT_SIZE: ConfigEntry<ByteSize> = ConfigEntry::byte
 /// `ember.scheduler.executorTaskQueue`: tasks queued on an executor beyond its free cores.
 pub const EXECUTOR_TASK_QUEUE: ConfigEntry<u32> = ConfigEntry::new(
     "ember.scheduler.executorTaskQueue",
-    Some("2"),
+    Some("4"),
     "Tasks the driver may queue on each executor beyond its free cores, so that a core never \
      waits a network round trip for its next task. 0 is Spark's behaviour (one task per free \
      core); larger values raise throughput for tiny tasks and cost balance when task durations \
-     are skewed.",
+     are skewed (a queued task waits behind a long one on its executor while another executor \
+     may be idle).",
 );
 
 /// The keys ember-core reads.
