@@ -25,11 +25,14 @@ pub trait RecoveryModeFactory: Send + Sync + fmt::Debug {
     fn create_persistence_engine(&self) -> Result<Arc<dyn PersistenceEngine>, DeployError>;
 
     /// Starts campaigning for `master`, which hears through [`LeaderElectable`] when it gains
-    /// or loses leadership.
+    /// or loses leadership. By default the single master leads at once (Spark's
+    /// `MonarchyLeaderAgent`); a mode with several masters (ZooKeeper) elects one.
     fn create_leader_election_agent(
         &self,
         master: Arc<dyn LeaderElectable>,
-    ) -> Result<Box<dyn LeaderElectionAgent>, DeployError>;
+    ) -> Result<Box<dyn LeaderElectionAgent>, DeployError> {
+        Ok(Box::new(MonarchyLeaderAgent::start(master)))
+    }
 }
 
 /// The factory of the mode `recovery` names.
@@ -50,13 +53,6 @@ impl RecoveryModeFactory for NoRecoveryFactory {
     fn create_persistence_engine(&self) -> Result<Arc<dyn PersistenceEngine>, DeployError> {
         Ok(Arc::new(BlackHolePersistenceEngine))
     }
-
-    fn create_leader_election_agent(
-        &self,
-        master: Arc<dyn LeaderElectable>,
-    ) -> Result<Box<dyn LeaderElectionAgent>, DeployError> {
-        Ok(Box::new(MonarchyLeaderAgent::start(master)))
-    }
 }
 
 /// `FILESYSTEM`: records in `ember.deploy.recoveryDirectory`; one master, which leads at once
@@ -72,13 +68,6 @@ impl RecoveryModeFactory for FileSystemRecoveryFactory {
         Ok(Arc::new(FileSystemPersistenceEngine::open(
             &self.directory,
         )?))
-    }
-
-    fn create_leader_election_agent(
-        &self,
-        master: Arc<dyn LeaderElectable>,
-    ) -> Result<Box<dyn LeaderElectionAgent>, DeployError> {
-        Ok(Box::new(MonarchyLeaderAgent::start(master)))
     }
 }
 
@@ -99,13 +88,6 @@ impl EngineRecoveryFactory {
 impl RecoveryModeFactory for EngineRecoveryFactory {
     fn create_persistence_engine(&self) -> Result<Arc<dyn PersistenceEngine>, DeployError> {
         Ok(self.engine.clone())
-    }
-
-    fn create_leader_election_agent(
-        &self,
-        master: Arc<dyn LeaderElectable>,
-    ) -> Result<Box<dyn LeaderElectionAgent>, DeployError> {
-        Ok(Box::new(MonarchyLeaderAgent::start(master)))
     }
 }
 
