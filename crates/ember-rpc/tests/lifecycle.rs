@@ -141,6 +141,27 @@ impl RpcEndpoint for Scripted {
     }
 }
 
+/// A `Scripted` endpoint named "life" in `env` whose first message waits at a gate; its ref,
+/// its log and the gate's control.
+async fn gated_endpoint(
+    env: &ember_rpc::RpcEnv,
+) -> (EndpointRef<Life>, Arc<Mutex<Vec<String>>>, GateControl) {
+    let (first_message, control) = gate();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let r = env
+        .setup_endpoint(
+            "life",
+            Scripted {
+                log: log.clone(),
+                first_message,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (r, log, control)
+}
+
 fn log_of(log: &Mutex<Vec<String>>) -> Vec<String> {
     log.lock().unwrap().clone()
 }
@@ -197,19 +218,7 @@ async fn on_start_runs_before_the_first_message() {
 async fn stop_runs_on_stop_after_the_queued_messages_and_refuses_later_ones() {
     let (server, _) = recorder_env(config("server")).await;
     let client = env().await;
-    let (first_message, control) = gate();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let r = server
-        .setup_endpoint(
-            "life",
-            Scripted {
-                log: log.clone(),
-                first_message,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let (r, log, control) = gated_endpoint(&server).await;
     r.send(Life::Push(0)).unwrap();
     control.entered.await.unwrap();
     for i in 1..=3 {
@@ -259,19 +268,7 @@ async fn stop_runs_on_stop_after_the_queued_messages_and_refuses_later_ones() {
 #[tokio::test]
 async fn stop_self_finishes_the_queue_then_stops() {
     let env = env().await;
-    let (first_message, control) = gate();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let r = env
-        .setup_endpoint(
-            "life",
-            Scripted {
-                log: log.clone(),
-                first_message,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let (r, log, control) = gated_endpoint(&env).await;
     r.send(Life::Push(0)).unwrap();
     control.entered.await.unwrap();
     r.send(Life::Quit).unwrap();

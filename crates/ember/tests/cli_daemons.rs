@@ -419,6 +419,23 @@ fn bare_worker(master: &str, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// A registered worker process started in `dir` with [`bare_worker`]'s arguments and `envs`.
+fn bare_worker_process(
+    dir: &TempDir,
+    name: &str,
+    master: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Worker {
+    Worker::attach(Proc::ember(
+        name,
+        dir.path(),
+        &strs(&bare_worker(master, extra)),
+        envs,
+    ))
+    .registered()
+}
+
 /// The work dir a worker logged in its settings line.
 fn logged_work_dir(worker: &Worker) -> PathBuf {
     let log = worker.proc.log();
@@ -434,53 +451,41 @@ fn work_dir_comes_from_the_long_flag_or_ember_worker_dir() {
     let dir = TempDir::new("work-dir");
     let master = Master::start(&dir, "master", &[]);
     let from_flag = dir.join("from-flag");
-    let flag = Worker::attach(Proc::ember(
+    let flag = bare_worker_process(
+        &dir,
         "worker-flag",
-        dir.path(),
-        &strs(&bare_worker(
-            &master.url,
-            &["-m", "512m", "--work-dir", from_flag.to_str().unwrap()],
-        )),
+        &master.url,
+        &["-m", "512m", "--work-dir", from_flag.to_str().unwrap()],
         &[],
-    ))
-    .registered();
+    );
     assert_eq!(logged_work_dir(&flag), from_flag);
     assert!(from_flag.is_dir(), "the worker creates its work dir");
 
     let from_env = dir.join("from-env");
-    let env = Worker::attach(Proc::ember(
+    let env = bare_worker_process(
+        &dir,
         "worker-env",
-        dir.path(),
-        &strs(&bare_worker(&master.url, &["-m", "512m"])),
+        &master.url,
+        &["-m", "512m"],
         &[("EMBER_WORKER_DIR", from_env.to_str().unwrap())],
-    ))
-    .registered();
+    );
     assert_eq!(logged_work_dir(&env), from_env);
     assert!(from_env.is_dir());
 
     // The flag beats the variable.
     let beaten = dir.join("beaten");
-    let both = Worker::attach(Proc::ember(
+    let both = bare_worker_process(
+        &dir,
         "worker-both",
-        dir.path(),
-        &strs(&bare_worker(
-            &master.url,
-            &["-m", "512m", "--work-dir", from_flag.to_str().unwrap()],
-        )),
+        &master.url,
+        &["-m", "512m", "--work-dir", from_flag.to_str().unwrap()],
         &[("EMBER_WORKER_DIR", beaten.to_str().unwrap())],
-    ))
-    .registered();
+    );
     assert_eq!(logged_work_dir(&both), from_flag);
     assert!(!beaten.exists());
 
     // Neither: ./work in the directory it was started in.
-    let neither = Worker::attach(Proc::ember(
-        "worker-default",
-        dir.path(),
-        &strs(&bare_worker(&master.url, &["-m", "512m"])),
-        &[],
-    ))
-    .registered();
+    let neither = bare_worker_process(&dir, "worker-default", &master.url, &["-m", "512m"], &[]);
     assert_eq!(
         logged_work_dir(&neither).canonicalize().unwrap(),
         dir.join("work").canonicalize().unwrap()
@@ -506,16 +511,13 @@ fn worker_memory_defaults_to_total_ram_minus_one_gib() {
     let dir = TempDir::new("memory-default");
     let master = Master::start(&dir, "master", &[]);
     let work = dir.join("work");
-    let worker = Worker::attach(Proc::ember(
+    let worker = bare_worker_process(
+        &dir,
         "worker",
-        dir.path(),
-        &strs(&bare_worker(
-            &master.url,
-            &["--work-dir", work.to_str().unwrap()],
-        )),
+        &master.url,
+        &["--work-dir", work.to_str().unwrap()],
         &[],
-    ))
-    .registered();
+    );
     let expected = default_worker_memory_mb();
     assert_eq!(worker.json()["memory"].as_u64(), Some(expected));
     let json = master.json();
